@@ -1,0 +1,80 @@
+"""Scores of a clustering against gold labels: B-cubed, pairwise, ARI and NMI."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+from dedup.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Agreement between predicted and gold clusterings of the same documents."""
+
+    bcubed_precision: float
+    bcubed_recall: float
+    bcubed_f1: float
+    pairwise_precision: float
+    pairwise_recall: float
+    pairwise_f1: float
+    ari: float
+    nmi: float
+    predicted_clusters: int
+    gold_clusters: int
+    documents: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _f1(p: float, r: float) -> float:
+    return 0.0 if p + r == 0 else 2 * p * r / (p + r)
+
+
+def _codes(labels: Sequence[Any]) -> np.ndarray:
+    return np.unique(np.asarray([str(x) for x in labels]), return_inverse=True)[1].ravel()
+
+
+def score(predicted: Sequence[Any], gold: Sequence[Any]) -> Scores:
+    """Compare two labelings of the same documents (labels of any hashable type).
+
+    Notes
+    -----
+    B-cubed and pairwise scores come from the contingency table of
+    (predicted, gold) label pairs, so the cost is O(n + table size), not O(n^2).
+    """
+    if len(predicted) != len(gold):
+        raise ConfigError(f"{len(predicted)} predicted labels but {len(gold)} gold labels")
+    n = len(gold)
+    if n == 0:
+        raise ConfigError("nothing to score: no documents")
+    pred, true = _codes(predicted), _codes(gold)
+    cells, counts = np.unique(np.stack([pred, true]), axis=1, return_counts=True)
+    counts = counts.astype(np.float64)
+    pred_size = np.bincount(pred).astype(np.float64)
+    true_size = np.bincount(true).astype(np.float64)
+    bp = float(np.sum(counts**2 / pred_size[cells[0]]) / n)
+    br = float(np.sum(counts**2 / true_size[cells[1]]) / n)
+    together = float(np.sum(counts * (counts - 1)) / 2)
+    pred_pairs = float(np.sum(pred_size * (pred_size - 1)) / 2)
+    true_pairs = float(np.sum(true_size * (true_size - 1)) / 2)
+    pp = together / pred_pairs if pred_pairs else 1.0
+    pr = together / true_pairs if true_pairs else 1.0
+    return Scores(
+        bcubed_precision=bp,
+        bcubed_recall=br,
+        bcubed_f1=_f1(bp, br),
+        pairwise_precision=pp,
+        pairwise_recall=pr,
+        pairwise_f1=_f1(pp, pr),
+        ari=float(adjusted_rand_score(true, pred)),
+        nmi=float(normalized_mutual_info_score(true, pred)),
+        predicted_clusters=int(pred_size.size),
+        gold_clusters=int(true_size.size),
+        documents=n,
+    )

@@ -1,0 +1,364 @@
+"""The public library: :func:`cluster`, :class:`StoryClusterer` and :func:`compare`.
+
+Stages, each in its own module: normalise and analyse text (``normalize``),
+shingle (``shingle``), sign (``signature``), propose candidate pairs
+(``candidates``), score them (``verify``) and link them into clusters
+(``cluster``). This module wires them together; it reads no files and prints
+nothing (callers may pass a ``progress`` callback).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from dedup.candidates import candidate_pairs, lsh_params
+from dedup.cluster import average_linkage, single_linkage
+from dedup.errors import ConfigError, DuplicateIdError
+from dedup.normalize import Analyzer
+from dedup.params import Params, resolve_params
+from dedup.records import Cluster, ClusterResult, Document
+from dedup.shingle import shingle_hashes
+from dedup.signature import estimated_jaccard, signatures
+from dedup.verify import (
+    days_apart,
+    length_factor,
+    pair_cosines,
+    pair_jaccards,
+    tfidf_matrix,
+    time_factor,
+)
+
+DocumentLike = Document | str | Mapping[str, Any]
+Progress = Callable[[str, int, int], None]
+"""Called as ``progress(stage, done, total)`` while a run advances."""
+
+_PROGRESS_EVERY = 500
+
+
+def as_documents(documents: Iterable[DocumentLike]) -> list[Document]:
+    """Coerce strings, mappings and :class:`Document` s into documents with unique ids.
+
+    A string becomes a document whose id is its position; a mapping needs a
+    ``text`` key and may carry ``id``, ``title``, ``source``, ``published``
+    (a ``datetime``), ``url`` and ``lang``; other keys go to ``extra``.
+
+    Raises
+    ------
+    ConfigError
+        For an item of another type, or a mapping without text.
+    DuplicateIdError
+        When two documents share an id.
+    """
+    known = ("title", "source", "published", "url", "lang")
+    out: list[Document] = []
+    seen: set[str] = set()
+    for position, item in enumerate(documents):
+        if isinstance(item, Document):
+            doc = item
+        elif isinstance(item, str):
+            doc = Document(id=str(position), text=item)
+        elif isinstance(item, Mapping):
+            if not isinstance(item.get("text"), str):
+                raise ConfigError(f"document {position} has no 'text' string")
+            doc_id = item.get("id")
+            extra = {k: v for k, v in item.items() if k not in ("id", "text", *known)}
+            doc = Document(
+                id=str(position) if doc_id is None else str(doc_id),
+                text=item["text"],
+                extra=extra,
+                **{k: item.get(k) for k in known},
+            )
+        else:
+            raise ConfigError(f"document {position} is a {type(item).__name__}, not a str or dict")
+        if doc.id in seen:
+            raise DuplicateIdError(f"duplicate id {doc.id!r}", doc.origin)
+        seen.add(doc.id)
+        out.append(doc)
+    return out
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """What the stages need of a batch of documents, computed once."""
+
+    terms: list[list[str]]
+    hash_sets: list[np.ndarray]
+    published: list[datetime | None]
+
+
+def _prepare(
+    docs: Sequence[Document], params: Params, progress: Progress | None, stats: dict[str, float]
+) -> _Prepared:
+    start = time.perf_counter()
+    analyzer = Analyzer(params.lang, stem=params.stem, stopwords=params.stopwords)
+    terms: list[list[str]] = []
+    for k, doc in enumerate(docs):
+        lang = doc.lang or analyzer.language(doc.text)
+        # The headline names the story: its terms count again on top of the body's.
+        title = analyzer.terms(doc.title, lang) if doc.title else []
+        terms.append(title + analyzer.terms(doc.text, lang))
+        if progress and (k + 1) % _PROGRESS_EVERY == 0:
+            progress("analyse", k + 1, len(docs))
+    stats["seconds_analyse"] = time.perf_counter() - start
+    start = time.perf_counter()
+    hash_sets = [shingle_hashes(t, params.shingle, params.shingle_size) for t in terms]
+    stats["seconds_shingle"] = time.perf_counter() - start
+    return _Prepared(terms, hash_sets, [d.published for d in docs])
+
+
+def _score(
+    prepared: _Prepared, rows: np.ndarray, cols: np.ndarray, params: Params
+) -> dict[str, np.ndarray]:
+    """Score pairs; returns the final ``score`` and the parts it was built from."""
+    parts: dict[str, np.ndarray] = {}
+    if params.similarity == "cosine":
+        matrix, _ = tfidf_matrix(prepared.terms)
+        counts = np.diff(matrix.indptr)
+        parts["cosine"] = pair_cosines(matrix, rows, cols)
+        parts["length_factor"] = length_factor(counts, rows, cols, params.length_reference)
+        base = parts["cosine"] * parts["length_factor"]
+    else:
+        parts["jaccard"] = pair_jaccards(prepared.hash_sets, rows, cols)
+        base = parts["jaccard"]
+    parts["days_apart"] = days_apart(prepared.published, rows, cols)
+    parts["time_factor"] = time_factor(
+        parts["days_apart"], params.time_window_days, params.time_scale_days
+    )
+    parts["score"] = np.clip(base * parts["time_factor"], 0.0, 1.0)
+    return parts
+
+
+def _build_result(
+    docs: Sequence[Document],
+    labels: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    scores: np.ndarray,
+    empty: np.ndarray,
+    params: Params,
+    stats: dict[str, Any],
+) -> ClusterResult:
+    n = len(docs)
+    same = labels[rows] == labels[cols]
+    support = np.zeros(n)
+    np.add.at(support, rows[same], scores[same])
+    np.add.at(support, cols[same], scores[same])
+    sizes = np.bincount(labels, minlength=int(labels.max()) + 1 if n else 0)
+    mean_sim = np.where(sizes[labels] > 1, support / np.maximum(sizes[labels] - 1, 1), 1.0)
+    members_of: dict[int, list[int]] = {}
+    for i, label in enumerate(labels.tolist()):
+        members_of.setdefault(label, []).append(i)
+    # Largest first, ties by first member: stable and independent of label numbering.
+    ordered = sorted(members_of.values(), key=lambda m: (-len(m), m[0]))
+    final = np.empty(n, dtype=np.int64)
+    clusters = []
+    for label, members in enumerate(ordered):
+        final[members] = label
+        sims = tuple(round(float(mean_sim[i]), 6) for i in members)
+        representative = members[int(np.argmax(sims))]
+        clusters.append(Cluster(label, tuple(members), sims, representative))
+    flags = tuple(("empty",) if e else () for e in empty.tolist())
+    return ClusterResult(tuple(docs), final, tuple(clusters), flags, params.as_dict(), stats)
+
+
+def run(
+    documents: Iterable[DocumentLike], params: Params, progress: Progress | None = None
+) -> ClusterResult:
+    """Cluster ``documents`` with resolved ``params`` (see :func:`cluster`)."""
+    docs = as_documents(documents)
+    n = len(docs)
+    stats: dict[str, Any] = {"documents": n}
+    # Work in id order so that labels do not depend on the order of the input.
+    order = np.array(sorted(range(n), key=lambda i: docs[i].id), dtype=np.int64)
+    canonical = [docs[i] for i in order]
+    prepared = _prepare(canonical, params, progress, stats)
+
+    start = time.perf_counter()
+    sigs = signatures(prepared.hash_sets, params.num_perm, params.seed)
+    stats["seconds_sign"] = time.perf_counter() - start
+    if progress:
+        progress("sign", n, n)
+
+    start = time.perf_counter()
+    bands, rows_per_band = lsh_params(params.lsh_threshold, params.num_perm)
+    rows, cols = candidate_pairs(sigs, bands, rows_per_band, params.seed)
+    stats.update(lsh_bands=bands, lsh_rows=rows_per_band, candidate_pairs=int(rows.size))
+    stats["seconds_lsh"] = time.perf_counter() - start
+    if progress:
+        progress("candidates", n, n)
+
+    start = time.perf_counter()
+    scores = _score(prepared, rows, cols, params)["score"]
+    stats["links"] = int(np.count_nonzero(scores >= params.threshold))
+    stats["seconds_verify"] = time.perf_counter() - start
+    if progress:
+        progress("verify", n, n)
+
+    start = time.perf_counter()
+    linkage = average_linkage if params.linkage == "average" else single_linkage
+    labels = linkage(n, rows, cols, scores, params.threshold)
+    stats["seconds_cluster"] = time.perf_counter() - start
+    if progress:
+        progress("cluster", n, n)
+
+    # Back from id order to input order.
+    inverse = np.empty(n, dtype=np.int64)
+    inverse[order] = np.arange(n)
+    empty = np.array([len(prepared.hash_sets[k]) == 0 for k in inverse], dtype=bool)
+    return _build_result(
+        docs, labels[inverse], inverse[rows], inverse[cols], scores, empty, params, stats
+    )
+
+
+def cluster(
+    documents: Iterable[DocumentLike],
+    preset: str = "stories",
+    *,
+    progress: Progress | None = None,
+    **options: Any,
+) -> ClusterResult:
+    """Group documents that report the same story.
+
+    Parameters
+    ----------
+    documents : iterable of Document, str or dict
+        The articles; see :func:`as_documents`.
+    preset : {"stories", "duplicates"}
+        Starting parameters; ``options`` override any of them (see
+        :class:`dedup.params.Params`).
+    progress : callable, optional
+        Called as ``progress(stage, done, total)``.
+
+    Returns
+    -------
+    ClusterResult
+        Every input document exactly once, in input order.
+
+    Examples
+    --------
+    >>> result = cluster(["Quake hits Izmir", "Izmir quake kills two", "Rates held"])
+    >>> len(result)
+    3
+    """
+    return run(documents, resolve_params(preset, **options), progress)
+
+
+class StoryClusterer:
+    """scikit-learn-style wrapper around :func:`cluster`.
+
+    Parameters
+    ----------
+    preset : str
+        ``"stories"`` or ``"duplicates"``.
+    **options
+        Any :class:`dedup.params.Params` field.
+
+    Attributes
+    ----------
+    labels_ : ndarray of int
+        Cluster label per document, after :meth:`fit`.
+    result_ : ClusterResult
+        The full result of the last :meth:`fit`.
+
+    Notes
+    -----
+    Cost is dominated by analysis (linear in text size), LSH (O(n * bands))
+    and linkage over candidate links (about O(m log m) for m candidate pairs);
+    nothing is quadratic in the number of documents unless the LSH buckets are.
+    """
+
+    def __init__(self, preset: str = "stories", **options: Any):
+        self.preset = preset
+        self.options = options
+
+    def fit(self, documents: Iterable[DocumentLike], y: Any = None) -> StoryClusterer:
+        """Cluster ``documents``; ``y`` is ignored (scikit-learn convention)."""
+        params = resolve_params(self.preset, **self.options)
+        self.result_ = run(documents, params)
+        self.labels_ = self.result_.labels
+        return self
+
+    def fit_predict(self, documents: Iterable[DocumentLike], y: Any = None) -> np.ndarray:
+        return self.fit(documents).labels_
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Why two documents are, or are not, the same story.
+
+    ``score`` is the similarity clustering uses, ``same_story`` whether it
+    reaches the threshold; the rest is evidence.
+    """
+
+    score: float
+    threshold: float
+    same_story: bool
+    cosine: float | None
+    estimated_jaccard: float
+    exact_jaccard: float
+    days_apart: float | None
+    shared_terms: tuple[tuple[str, float], ...]
+    params: Mapping[str, Any]
+
+
+def score_pairs(
+    pairs: Sequence[tuple[DocumentLike, DocumentLike]], preset: str = "stories", **options: Any
+) -> np.ndarray:
+    """The clustering similarity of each pair, in [0, 1], with IDF fitted on all the pairs."""
+    params = resolve_params(preset, **options)
+    docs = _pair_documents(pairs)
+    prepared = _prepare(docs, params, None, {})
+    left = np.arange(0, len(docs), 2, dtype=np.int64)
+    return _score(prepared, left, left + 1, params)["score"]
+
+
+def compare(
+    first: DocumentLike, second: DocumentLike, preset: str = "stories", **options: Any
+) -> Comparison:
+    """Compare two documents and explain the verdict.
+
+    IDF is fitted on the two documents alone; use :func:`score_pairs` to fit
+    it on a larger batch.
+    """
+    params = resolve_params(preset, **options)
+    docs = _pair_documents([(first, second)])
+    prepared = _prepare(docs, params, None, {})
+    zero, one = np.array([0]), np.array([1])
+    parts = _score(prepared, zero, one, params)
+    sigs = signatures(prepared.hash_sets, params.num_perm, params.seed)
+    matrix, vectorizer = tfidf_matrix(prepared.terms)
+    shared: tuple[tuple[str, float], ...] = ()
+    if matrix.shape[1]:
+        weights = matrix[0].multiply(matrix[1]).toarray().ravel()
+        names = vectorizer.get_feature_names_out()
+        top = [k for k in np.argsort(-weights, kind="stable")[:10] if weights[k] > 0]
+        shared = tuple((str(names[k]), round(float(weights[k]), 4)) for k in top)
+    gap = float(parts["days_apart"][0])
+    return Comparison(
+        score=float(parts["score"][0]),
+        threshold=params.threshold,
+        same_story=bool(parts["score"][0] >= params.threshold),
+        cosine=float(parts["cosine"][0]) if "cosine" in parts else None,
+        estimated_jaccard=estimated_jaccard(sigs[0], sigs[1]),
+        exact_jaccard=float(pair_jaccards(prepared.hash_sets, zero, one)[0]),
+        days_apart=None if np.isnan(gap) else gap,
+        shared_terms=shared,
+        params=params.as_dict(),
+    )
+
+
+def _pair_documents(pairs: Sequence[tuple[DocumentLike, DocumentLike]]) -> list[Document]:
+    """Flatten pairs into documents with ids unique across the batch."""
+    flat: list[Document] = []
+    for k, pair in enumerate(pairs):
+        for side, item in zip("ab", pair, strict=True):
+            (doc,) = as_documents([item])
+            flat.append(dataclasses.replace(doc, id=f"{k}{side}"))
+    return flat

@@ -1,0 +1,105 @@
+"""Immutable records that flow through the pipeline: documents in, clusters out."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Document:
+    """One news article.
+
+    Attributes
+    ----------
+    id : str
+        Unique within a run.
+    text : str
+        The body; may include the title.
+    title, source, url, lang : str or None
+        Optional metadata. ``lang`` is an ISO 639-1 code such as ``"tr"``;
+        when absent it is detected from the text.
+    published : datetime or None
+        Publication time as a naive UTC datetime (a date becomes midnight).
+    extra : Mapping
+        Every other field of the input record (for example a gold label).
+    origin : str or None
+        Where the record was read from, as ``"path:line"``, for messages.
+    """
+
+    id: str
+    text: str
+    title: str | None = None
+    source: str | None = None
+    published: datetime | None = None
+    url: str | None = None
+    lang: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    origin: str | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A group of documents judged to report the same story.
+
+    Attributes
+    ----------
+    label : int
+        The cluster's number, ``0`` for the largest.
+    members : tuple of int
+        Indices into :attr:`ClusterResult.documents`, in input order.
+    similarities : tuple of float
+        For each member, its mean similarity to the other members (1.0 for a
+        singleton).
+    representative : int
+        Index of the member most similar to the rest.
+    """
+
+    label: int
+    members: tuple[int, ...]
+    similarities: tuple[float, ...]
+    representative: int
+
+    @property
+    def size(self) -> int:
+        return len(self.members)
+
+
+@dataclass(frozen=True)
+class ClusterResult:
+    """What :func:`dedup.cluster` returns.
+
+    Attributes
+    ----------
+    documents : tuple of Document
+        The input, in input order.
+    labels : ndarray of int, shape (n_documents,)
+        Cluster label of each document; ``clusters[labels[i]]`` holds ``i``.
+    clusters : tuple of Cluster
+        Largest first; ties broken by the first member's input position.
+    flags : tuple of tuple of str
+        Per document, warnings such as ``"empty"`` (no usable words, so kept
+        as a singleton).
+    params : Mapping
+        The resolved options the run used.
+    stats : Mapping
+        Counts and per-stage seconds (candidate pairs, links, timings).
+    """
+
+    documents: tuple[Document, ...]
+    labels: np.ndarray
+    clusters: tuple[Cluster, ...]
+    flags: tuple[tuple[str, ...], ...]
+    params: Mapping[str, Any] = field(default_factory=dict)
+    stats: Mapping[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.documents)
+
+    def cluster_of(self, index: int) -> Cluster:
+        """The cluster holding document ``index``."""
+        return self.clusters[int(self.labels[index])]

@@ -1,0 +1,120 @@
+"""Shingles: the overlapping pieces of a text whose sets MinHash compares.
+
+Shingles are represented by stable 32-bit hashes, computed with numpy over
+whole arrays: each distinct term is hashed once (CRC-32, the same in every
+process and on every machine, unlike Python's salted ``hash``), and word
+n-grams are combined from term hashes without building n-gram strings.
+:func:`shingles` builds the readable strings; it is the reference the tests
+check the hashes against, and the evidence ``dedup compare`` shows.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+
+import numpy as np
+
+from dedup.errors import ConfigError
+
+SHINGLE_KINDS = ("word", "char")
+
+# Odd 32-bit multipliers (from MurmurHash3 and xxHash) that position each term
+# within an n-gram, so "a b" and "b a" hash apart.
+_POSITION_MULTIPLIERS = np.array(
+    [0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D, 0x27D4EB2F, 0x165667B1, 0xCC9E2D51, 0x1B873593, 0xE6546B64],
+    dtype=np.uint32,
+)
+MAX_SHINGLE_SIZE = len(_POSITION_MULTIPLIERS)
+
+
+def check_shingle_spec(kind: str, size: int) -> None:
+    """Raise :class:`ConfigError` unless ``kind`` and ``size`` describe shingles we build."""
+    if kind not in SHINGLE_KINDS:
+        raise ConfigError(f"shingle kind must be one of {', '.join(SHINGLE_KINDS)}, got {kind!r}")
+    if not isinstance(size, int) or not 1 <= size <= MAX_SHINGLE_SIZE:
+        raise ConfigError(f"shingle size must be an integer from 1 to {MAX_SHINGLE_SIZE}")
+
+
+def fmix32(values: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 32-bit finaliser: a bijection that spreads every input bit."""
+    h = values.astype(np.uint32, copy=True)
+    h ^= h >> np.uint32(16)
+    h *= np.uint32(0x85EBCA6B)
+    h ^= h >> np.uint32(13)
+    h *= np.uint32(0xC2B2AE35)
+    h ^= h >> np.uint32(16)
+    return h
+
+
+def term_hashes(terms: Sequence[str]) -> np.ndarray:
+    """CRC-32 of each term's UTF-8 bytes, hashing each distinct term once."""
+    table = {t: zlib.crc32(t.encode("utf-8")) for t in set(terms)}
+    return np.fromiter((table[t] for t in terms), dtype=np.uint32, count=len(terms))
+
+
+def _combine(units: np.ndarray, size: int) -> np.ndarray:
+    """Hash every run of ``size`` consecutive units into one value."""
+    if units.size < size:
+        # A text shorter than one shingle is one shingle of everything it has.
+        size = units.size
+        if size == 0:
+            return units
+    count = units.size - size + 1
+    combined = np.zeros(count, dtype=np.uint32)
+    for offset in range(size):
+        combined += units[offset : offset + count] * _POSITION_MULTIPLIERS[offset]
+    return fmix32(combined)
+
+
+def shingle_hashes(terms: Sequence[str], kind: str = "word", size: int = 1) -> np.ndarray:
+    """Sorted distinct 32-bit hashes of the shingles of ``terms``.
+
+    Parameters
+    ----------
+    terms : sequence of str
+        The analysed terms of one text, in order.
+    kind : {"word", "char"}
+        Word n-grams over terms, or character n-grams over the terms joined
+        by single spaces.
+    size : int
+        n, from 1 to 8.
+
+    Returns
+    -------
+    ndarray of uint32
+        Empty when there are no terms.
+    """
+    check_shingle_spec(kind, size)
+    if kind == "word":
+        units = term_hashes(terms)
+    else:
+        text = " ".join(terms)
+        units = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    return np.unique(_combine(units, size))
+
+
+def shingles(terms: Sequence[str], kind: str = "word", size: int = 1) -> list[str]:
+    """Readable shingles in text order (with repeats), for tests and explanations."""
+    check_shingle_spec(kind, size)
+    units: Sequence[str] = list(terms) if kind == "word" else " ".join(terms)
+    glue = " " if kind == "word" else ""
+    n = min(size, len(units))
+    if n == 0:
+        return []
+    return [glue.join(units[i : i + n]) for i in range(len(units) - n + 1)]
+
+
+def shingle_hash_of(shingle: Sequence[str] | str, kind: str = "word") -> int:
+    """Hash of one shingle (its terms, or its characters) as :func:`shingle_hashes` computes it.
+
+    The plain per-shingle loop the vectorised path must agree with.
+    """
+    if kind == "word":
+        units = [zlib.crc32(t.encode("utf-8")) for t in shingle]
+    else:
+        units = [ord(c) for c in shingle]
+    total = 0
+    for offset, unit in enumerate(units):
+        total = (total + unit * int(_POSITION_MULTIPLIERS[offset])) & 0xFFFFFFFF
+    return int(fmix32(np.array([total], dtype=np.uint32))[0])
