@@ -23,7 +23,7 @@ def collision_probability(similarity: np.ndarray | float, bands: int, rows: int)
 def lsh_params(
     threshold: float, num_perm: int, false_positive_weight: float = 0.5
 ) -> tuple[int, int]:
-    """Bands and rows (``bands * rows <= num_perm``) that best separate at ``threshold``.
+    """Bands (at least 2) and rows (``bands * rows <= num_perm``) that best separate at ``threshold``.
 
     Minimises the weighted sum of the false-positive area (collisions below
     the threshold) and the false-negative area (misses above it) under the
@@ -39,6 +39,8 @@ def lsh_params(
         In [0, 1]; the false-negative weight is its complement. Story
         clustering wants recall, so callers may lower it.
     """
+    if num_perm < 2:
+        raise ConfigError("LSH needs at least 2 permutations")
     if not 0.0 < threshold < 1.0:
         raise ConfigError(f"LSH threshold must be between 0 and 1, got {threshold}")
     if not 0.0 <= false_positive_weight <= 1.0:
@@ -46,7 +48,8 @@ def lsh_params(
     below = np.linspace(0.0, threshold, 201)
     above = np.linspace(threshold, 1.0, 201)
     best: tuple[float, int, int] | None = None
-    for bands in range(1, num_perm + 1):
+    # datasketch's MinHashLSH refuses a single band, so the search starts at two.
+    for bands in range(2, num_perm + 1):
         for rows in range(1, num_perm // bands + 1):
             false_pos = np.trapezoid(collision_probability(below, bands, rows), below)
             false_neg = np.trapezoid(1.0 - collision_probability(above, bands, rows), above)
@@ -83,8 +86,10 @@ def candidate_pairs(
     buckets' pairs, quadratic only within a bucket.
     """
     n, num_perm = signatures.shape
-    if bands * rows > num_perm or bands < 1 or rows < 1:
-        raise ConfigError(f"{bands} bands of {rows} rows do not fit {num_perm} permutations")
+    if bands * rows > num_perm or bands < 2 or rows < 1:
+        raise ConfigError(
+            f"{bands} bands of {rows} rows do not fit {num_perm} permutations (need 2+ bands)"
+        )
     index = MinHashLSH(num_perm=num_perm, params=(bands, rows))
     live = [i for i in range(n) if not np.all(signatures[i] == EMPTY)]
     minhashes = {i: to_minhash(signatures[i], seed) for i in live}

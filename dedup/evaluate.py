@@ -37,7 +37,9 @@ def _f1(p: float, r: float) -> float:
 
 
 def _codes(labels: Sequence[Any]) -> np.ndarray:
-    return np.unique(np.asarray([str(x) for x in labels]), return_inverse=True)[1].ravel()
+    """Dense integer codes, one per distinct label (``1`` and ``"1"`` stay distinct)."""
+    codes: dict[tuple[type, Any], int] = {}
+    return np.array([codes.setdefault((type(x), x), len(codes)) for x in labels], dtype=np.int64)
 
 
 def score(predicted: Sequence[Any], gold: Sequence[Any]) -> Scores:

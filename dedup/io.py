@@ -468,3 +468,42 @@ def _parse_published(value: Any, shown: str, line: int) -> datetime | None:
 
 def _type_name(value: Any) -> str:
     return "null" if value is None else type(value).__name__
+
+
+# --- pairs for scoring ------------------------------------------------------------
+
+
+def read_pairs(
+    path: PathArg, *, stdin: BinaryIO | None = None
+) -> list[tuple[str | None, str, str]]:
+    """Read ``{"text1", "text2", "pair_id"?}`` JSON Lines into ``(pair_id, text1, text2)``.
+
+    ``"-"`` reads standard input. An integer ``pair_id`` becomes a string; a
+    missing one is ``None``. A missing or non-string text raises a
+    :class:`~dedup.errors.FieldError` or :class:`~dedup.errors.InputError`
+    located at its line; a file without pairs raises an ``InputError``.
+    """
+    is_stdin = str(path) == "-"
+    shown = _STDIN_NAME if is_stdin else str(path)
+    pairs: list[tuple[str | None, str, str]] = []
+    if is_stdin:
+        opened = contextlib.nullcontext(stdin if stdin is not None else sys.stdin.buffer)
+    else:
+        opened = _open_binary(path)
+    with opened as handle:
+        for line, record in _json_records(_iter_lines(handle, shown), shown):
+            texts = []
+            for key in ("text1", "text2"):
+                value = record.get(key)
+                if value is None:
+                    raise FieldError(f"missing field {key!r}", shown, line)
+                if not isinstance(value, str):
+                    msg = f"field {key!r} must be a string, got {_type_name(value)}"
+                    raise InputError(msg, shown, line)
+                texts.append(value)
+            raw_id = record.get("pair_id")
+            pair_id = None if raw_id is None else _as_key(raw_id, "pair_id", shown, line)
+            pairs.append((pair_id, texts[0], texts[1]))
+    if not pairs:
+        raise InputError("empty file", shown)
+    return pairs

@@ -46,6 +46,9 @@ class Params:
     similarity : {"cosine", "jaccard"}
         How candidate pairs are scored: TF-IDF cosine of terms, or exact
         Jaccard of shingles.
+    tfidf_ngrams : int
+        Longest term n-gram in the TF-IDF vectors (2 adds bigrams, which tell
+        events of one topic apart better than single words).
     threshold : float
         Score at which two clusters merge (their mean pairwise score, for
         average linkage).
@@ -66,9 +69,10 @@ class Params:
     shingle_size: int = 1
     num_perm: int = 128
     seed: int = 1
-    lsh_threshold: float = 0.1
+    lsh_threshold: float = 0.05
     similarity: str = "cosine"
-    threshold: float = 0.1
+    tfidf_ngrams: int = 2
+    threshold: float = 0.045
     linkage: str = "average"
     length_reference: float = 25.0
     time_window_days: float = 3.0
@@ -130,6 +134,8 @@ def _validate(p: Params) -> None:
         raise ConfigError("num_perm must be an integer from 2 to 4096")
     if not isinstance(p.seed, int) or not 0 <= p.seed < 2**32:
         raise ConfigError("seed must be an integer from 0 to 2**32 - 1")
+    if not isinstance(p.tfidf_ngrams, int) or not 1 <= p.tfidf_ngrams <= 3:
+        raise ConfigError("tfidf_ngrams must be 1, 2 or 3")
     if not 0.0 < p.lsh_threshold < 1.0:
         raise ConfigError("lsh_threshold must be between 0 and 1 (exclusive)")
     if not 0.0 < p.threshold <= 1.0:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from dedup.candidates import candidate_pairs, lsh_params
-from dedup.cluster import average_linkage, single_linkage
+from dedup.linkage import average_linkage, single_linkage
 from dedup.errors import ConfigError, DuplicateIdError
 from dedup.normalize import Analyzer
 from dedup.params import Params, resolve_params
@@ -32,6 +32,7 @@ from dedup.verify import (
     pair_cosines,
     pair_jaccards,
     tfidf_matrix,
+    with_ngrams,
     time_factor,
 )
 
@@ -40,6 +41,7 @@ Progress = Callable[[str, int, int], None]
 """Called as ``progress(stage, done, total)`` while a run advances."""
 
 _PROGRESS_EVERY = 500
+_LINK_FLOOR = 0.25  # fraction of the threshold under which a link is not worth keeping
 
 
 def as_documents(documents: Iterable[DocumentLike]) -> list[Document]:
@@ -119,8 +121,8 @@ def _score(
     """Score pairs; returns the final ``score`` and the parts it was built from."""
     parts: dict[str, np.ndarray] = {}
     if params.similarity == "cosine":
-        matrix, _ = tfidf_matrix(prepared.terms)
-        counts = np.diff(matrix.indptr)
+        matrix, _ = tfidf_matrix([with_ngrams(t, params.tfidf_ngrams) for t in prepared.terms])
+        counts = np.array([len(set(t)) for t in prepared.terms])
         parts["cosine"] = pair_cosines(matrix, rows, cols)
         parts["length_factor"] = length_factor(counts, rows, cols, params.length_reference)
         base = parts["cosine"] * parts["length_factor"]
@@ -203,7 +205,10 @@ def run(
 
     start = time.perf_counter()
     linkage = average_linkage if params.linkage == "average" else single_linkage
-    labels = linkage(n, rows, cols, scores, params.threshold)
+    # Links far below the threshold barely move a cluster's mean, but they are
+    # most of the candidates: dropping them halves the linkage's work.
+    kept = scores >= params.threshold * _LINK_FLOOR
+    labels = linkage(n, rows[kept], cols[kept], scores[kept], params.threshold)
     stats["seconds_cluster"] = time.perf_counter() - start
     if progress:
         progress("cluster", n, n)

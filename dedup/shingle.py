@@ -22,7 +22,16 @@ SHINGLE_KINDS = ("word", "char")
 # Odd 32-bit multipliers (from MurmurHash3 and xxHash) that position each term
 # within an n-gram, so "a b" and "b a" hash apart.
 _POSITION_MULTIPLIERS = np.array(
-    [0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D, 0x27D4EB2F, 0x165667B1, 0xCC9E2D51, 0x1B873593, 0xE6546B64],
+    [
+        0x9E3779B1,
+        0x85EBCA77,
+        0xC2B2AE3D,
+        0x27D4EB2F,
+        0x165667B1,
+        0xCC9E2D51,
+        0x1B873593,
+        0xE6546B64,
+    ],
     dtype=np.uint32,
 )
 MAX_SHINGLE_SIZE = len(_POSITION_MULTIPLIERS)

@@ -90,9 +90,7 @@ def reference_signature(hashes: np.ndarray, num_perm: int = 128, seed: int = 1) 
 
 def to_minhash(signature: np.ndarray, seed: int = 1) -> MinHash:
     """Wrap a signature row as a datasketch ``MinHash`` (for ``MinHashLSH``)."""
-    return MinHash(
-        num_perm=signature.size, seed=seed, hashvalues=signature, scheme="affine32"
-    )
+    return MinHash(num_perm=signature.size, seed=seed, hashvalues=signature, scheme="affine32")
 
 
 def estimated_jaccard(first: np.ndarray, second: np.ndarray) -> float:

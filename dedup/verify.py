@@ -8,7 +8,7 @@ shingles. Everything here is pure: arrays in, arrays out.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 from scipy import sparse
@@ -16,12 +16,26 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from dedup.signature import exact_jaccard
 
+_EPOCH = datetime(1970, 1, 1)
+_DAY = timedelta(days=1)
 # Pairs scored per sparse batch: bounds the temporary row copies to a few MB.
 _PAIR_BATCH = 1 << 16
 
 
 def _identity(terms: Sequence[str]) -> Sequence[str]:
     return terms
+
+
+def with_ngrams(terms: Sequence[str], max_n: int) -> list[str]:
+    """``terms`` followed by their joined n-grams up to ``max_n`` (``"a_b"`` for a bigram).
+
+    Phrases ("kim jong", "rate hike") are more specific to one event than their
+    words, which on a small single-topic batch are all common.
+    """
+    out = list(terms)
+    for n in range(2, max_n + 1):
+        out.extend("_".join(terms[i : i + n]) for i in range(len(terms) - n + 1))
+    return out
 
 
 def tfidf_matrix(term_lists: Sequence[Sequence[str]]) -> tuple[sparse.csr_matrix, TfidfVectorizer]:
@@ -63,10 +77,18 @@ def length_factor(term_counts: np.ndarray, rows, cols, reference: float) -> np.n
 
 def days_apart(published: Sequence[datetime | None], rows, cols) -> np.ndarray:
     """Days between each pair's publication times; NaN where either date is unknown."""
-    stamps = np.array(
-        [np.nan if p is None else p.timestamp() / 86400.0 for p in published], dtype=np.float64
-    )
+    # Subtract an epoch rather than call .timestamp(), which would read these
+    # naive UTC datetimes as local time and shift gaps across daylight saving.
+    stamps = np.array([_days_since_epoch(p) for p in published], dtype=np.float64)
     return np.abs(stamps[rows] - stamps[cols]) if len(stamps) else np.empty(0)
+
+
+def _days_since_epoch(moment: datetime | None) -> float:
+    if moment is None:
+        return np.nan
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return (moment - _EPOCH) / _DAY
 
 
 def time_factor(gap_days: np.ndarray, window_days: float, scale_days: float) -> np.ndarray:

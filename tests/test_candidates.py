@@ -1,0 +1,167 @@
+"""Tests for dedup.candidates: banding maths against datasketch, pairs against brute force."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from datasketch.lsh import _optimal_param
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dedup.candidates import candidate_pairs, collision_probability, lsh_params
+from dedup.errors import ConfigError
+from dedup.signature import EMPTY, signatures
+
+
+@pytest.mark.parametrize("threshold", [0.1, 0.3, 0.5, 0.8, 0.9])
+@pytest.mark.parametrize("num_perm", [16, 64, 128])
+def test_lsh_params_match_datasketch(threshold, num_perm):
+    # Same criterion, datasketch integrates with scipy.quad and we use the trapezoid
+    # rule on 201 points; for these settings the choice is identical.
+    theirs = _optimal_param(threshold, num_perm, 0.5, 0.5)
+    if theirs[0] >= 2:
+        assert lsh_params(threshold, num_perm) == theirs
+    else:  # datasketch's own MinHashLSH cannot use one band, so we pick the best of 2+
+        bands, rows = lsh_params(threshold, num_perm)
+        assert bands == 2 and bands * rows <= num_perm
+
+
+@pytest.mark.parametrize(("threshold", "num_perm"), [(0.5, 128), (0.1, 128), (0.5, 256)])
+def test_lsh_params_fit_and_put_threshold_on_the_slope(threshold, num_perm):
+    bands, rows = lsh_params(threshold, num_perm)
+    assert bands >= 1 and rows >= 1
+    assert bands * rows <= num_perm
+    # The S-curve rises around the threshold: low well below, high well above.
+    assert collision_probability(threshold / 4, bands, rows) < 0.5
+    assert collision_probability(min(1.0, threshold * 1.8), bands, rows) > 0.5
+
+
+def test_lower_false_positive_weight_favours_recall():
+    b_hi, r_hi = lsh_params(0.5, 128, 0.9)
+    b_lo, r_lo = lsh_params(0.5, 128, 0.1)
+    assert collision_probability(0.4, b_lo, r_lo) > collision_probability(0.4, b_hi, r_hi)
+
+
+@pytest.mark.parametrize("threshold", [0.0, 1.0, -0.1, 1.5])
+def test_lsh_params_rejects_threshold(threshold):
+    with pytest.raises(ConfigError):
+        lsh_params(threshold, 64)
+
+
+@pytest.mark.parametrize("weight", [-0.1, 1.1])
+def test_lsh_params_rejects_weight(weight):
+    with pytest.raises(ConfigError):
+        lsh_params(0.5, 64, weight)
+
+
+def test_collision_probability_values():
+    assert collision_probability(0.5, 1, 1) == pytest.approx(0.5)
+    assert collision_probability(0.5, 2, 2) == pytest.approx(1 - 0.75**2)  # 0.4375
+    assert collision_probability(0.8, 20, 5) == pytest.approx(1 - (1 - 0.8**5) ** 20)
+    assert collision_probability(0.0, 10, 3) == 0.0
+    assert collision_probability(1.0, 10, 3) == 1.0
+    curve = collision_probability(np.linspace(0, 1, 50), 8, 4)
+    assert curve.shape == (50,)
+    assert np.all(np.diff(curve) >= 0)
+    # More bands: more collisions; more rows: fewer.
+    assert collision_probability(0.5, 9, 4) > collision_probability(0.5, 8, 4)
+    assert collision_probability(0.5, 8, 5) < collision_probability(0.5, 8, 4)
+
+
+def brute_force_pairs(sigs: np.ndarray, bands: int, rows: int) -> list[tuple[int, int]]:
+    """Every pair (i < j) of non-empty signatures equal on at least one whole band."""
+    live = [i for i in range(len(sigs)) if not np.all(sigs[i] == EMPTY)]
+    out = []
+    for i, j in itertools.combinations(live, 2):
+        if any(
+            np.array_equal(sigs[i, k * rows : (k + 1) * rows], sigs[j, k * rows : (k + 1) * rows])
+            for k in range(bands)
+        ):
+            out.append((i, j))
+    return out
+
+
+@st.composite
+def banded_signatures(draw):
+    bands = draw(st.integers(2, 4))  # one band: see test_one_band_equals_brute_force
+    rows = draw(st.integers(1, 3))
+    num_perm = bands * rows + draw(st.integers(0, 3))  # slots past the bands are ignored
+    n = draw(st.integers(0, 10))
+    # A small alphabet (sometimes including the empty marker) so that bands collide.
+    alphabet = draw(st.sampled_from([[0, 1], [0, 1, 2], [5, int(EMPTY)], [0, 1, int(EMPTY)]]))
+    values = draw(st.lists(st.sampled_from(alphabet), min_size=n * num_perm, max_size=n * num_perm))
+    sigs = np.array(values, dtype=np.uint32).reshape(n, num_perm)
+    if n and draw(st.booleans()):
+        sigs[draw(st.integers(0, n - 1))] = EMPTY  # an empty document
+    if n > 1 and draw(st.booleans()):
+        sigs[n - 1] = sigs[0]  # an exact copy
+    return sigs, bands, rows
+
+
+@settings(max_examples=100, deadline=None)
+@given(case=banded_signatures(), seed=st.integers(0, 10))
+def test_candidate_pairs_equal_brute_force(case, seed):
+    sigs, bands, rows = case
+    left, right = candidate_pairs(sigs, bands, rows, seed)
+    assert left.dtype == right.dtype == np.int64
+    got = list(zip(left.tolist(), right.tolist(), strict=True))
+    assert got == brute_force_pairs(sigs, bands, rows)  # sorted, i < j, each once
+
+
+def test_few_permutations_still_get_two_bands():
+    # datasketch's MinHashLSH refuses one band; lsh_params never proposes it.
+    bands, rows = lsh_params(0.9, 8)
+    assert bands >= 2 and bands * rows <= 8
+    sigs = np.array([[1] * 8, [1] * 8, [2] * 8, [1] * 7 + [2]], dtype=np.uint32)
+    left, right = candidate_pairs(sigs, bands, rows, 1)
+    got = list(zip(left.tolist(), right.tolist(), strict=True))
+    assert got == brute_force_pairs(sigs, bands, rows)
+    assert (0, 1) in got and all(2 not in pair for pair in got)
+
+
+def test_one_band_is_a_config_error():
+    sigs = np.ones((2, 8), dtype=np.uint32)
+    with pytest.raises(ConfigError, match="2\\+ bands"):
+        candidate_pairs(sigs, 1, 8, 1)
+
+
+def test_identical_signatures_always_pair():
+    rng = np.random.default_rng(1)
+    hashes = rng.integers(0, 2**32, size=50, dtype=np.uint32)
+    other = rng.integers(0, 2**32, size=50, dtype=np.uint32)
+    sigs = signatures([hashes, other, hashes.copy(), hashes[::-1].copy()], 128, 1)
+    bands, rows = lsh_params(0.9, 128)
+    left, right = candidate_pairs(sigs, bands, rows, 1)
+    pairs = set(zip(left.tolist(), right.tolist(), strict=True))
+    assert {(0, 2), (0, 3), (2, 3)} <= pairs
+    assert not any(1 in p for p in pairs)
+
+
+def test_disjoint_random_sets_rarely_pair():
+    rng = np.random.default_rng(2)
+    hash_sets = [rng.integers(0, 2**32, size=40, dtype=np.uint32) for _ in range(60)]
+    sigs = signatures(hash_sets, 128, 1)
+    bands, rows = lsh_params(0.5, 128)
+    left, _ = candidate_pairs(sigs, bands, rows, 1)
+    assert left.size <= 0.01 * (60 * 59 / 2)
+
+
+def test_empty_signatures_never_pair():
+    empty = np.empty(0, dtype=np.uint32)
+    sigs = signatures([empty, empty, np.array([1, 2, 3], np.uint32), empty], 32, 1)
+    left, right = candidate_pairs(sigs, 32, 1, 1)
+    assert left.size == right.size == 0
+
+
+def test_no_documents():
+    left, right = candidate_pairs(np.empty((0, 16), dtype=np.uint32), 4, 4)
+    assert left.shape == right.shape == (0,)
+
+
+@pytest.mark.parametrize(("bands", "rows"), [(5, 4), (17, 1), (0, 4), (4, 0)])
+def test_candidate_pairs_rejects_banding(bands, rows):
+    sigs = np.zeros((3, 16), dtype=np.uint32)
+    with pytest.raises(ConfigError):
+        candidate_pairs(sigs, bands, rows)

@@ -1,0 +1,208 @@
+"""Tests for dedup.verify: sparse pair scores against dense numpy, and the adjustments."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import dedup.verify as verify_module
+from dedup.verify import (
+    days_apart,
+    length_factor,
+    pair_cosines,
+    pair_jaccards,
+    tfidf_matrix,
+    time_factor,
+)
+
+VOCAB = ["kim", "putin", "kore", "rusya", "zirve", "ziyaret", "anlaşma", "füze", "uzay", "x"]
+TERM_LISTS = st.lists(st.lists(st.sampled_from(VOCAB), max_size=12), min_size=1, max_size=8)
+
+
+def dense_cosines(matrix, rows, cols) -> np.ndarray:
+    dense = matrix.toarray()
+    out = []
+    for i, j in zip(rows, cols, strict=True):
+        norm = np.linalg.norm(dense[i]) * np.linalg.norm(dense[j])
+        out.append(0.0 if norm == 0 else float(dense[i] @ dense[j]) / norm)
+    return np.array(out)
+
+
+@st.composite
+def batches_with_pairs(draw):
+    term_lists = draw(TERM_LISTS)
+    n = len(term_lists)
+    pairs = draw(st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)), max_size=20))
+    rows = np.array([i for i, _ in pairs], dtype=np.int64)
+    cols = np.array([j for _, j in pairs], dtype=np.int64)
+    return term_lists, rows, cols
+
+
+@settings(max_examples=100, deadline=None)
+@given(case=batches_with_pairs())
+def test_pair_cosines_equal_dense_numpy(case):
+    term_lists, rows, cols = case
+    matrix, _ = tfidf_matrix(term_lists)
+    got = pair_cosines(matrix, rows, cols)
+    np.testing.assert_allclose(got, dense_cosines(matrix, rows, cols), atol=1e-12)
+    assert np.all((got >= 0) & (got <= 1))
+
+
+@settings(max_examples=50, deadline=None)
+@given(case=batches_with_pairs(), batch=st.integers(1, 5))
+def test_pair_cosines_batching_does_not_change_result(case, batch):
+    term_lists, rows, cols = case
+    matrix, _ = tfidf_matrix(term_lists)
+    whole = pair_cosines(matrix, rows, cols)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(verify_module, "_PAIR_BATCH", batch)
+        np.testing.assert_array_equal(pair_cosines(matrix, rows, cols), whole)
+
+
+@settings(max_examples=100, deadline=None)
+@given(term_lists=TERM_LISTS)
+def test_tfidf_rows_are_l2_normalised(term_lists):
+    matrix, _ = tfidf_matrix(term_lists)
+    assert matrix.shape[0] == len(term_lists)
+    norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
+    expected = np.array([1.0 if terms else 0.0 for terms in term_lists])
+    np.testing.assert_allclose(norms, expected, atol=1e-12)
+
+
+def test_tfidf_is_sublinear_with_smoothed_idf():
+    # Two documents: ["a", "a", "b"] and ["b"].
+    # idf(a) = ln((1 + 2) / (1 + 1)) + 1, idf(b) = ln(3 / 3) + 1 = 1; tf(a) = 1 + ln 2.
+    matrix, vectorizer = tfidf_matrix([["a", "a", "b"], ["b"]])
+    names = vectorizer.get_feature_names_out().tolist()
+    assert names == ["a", "b"]
+    raw_a = (1 + math.log(2)) * (math.log(1.5) + 1)
+    raw_b = 1.0
+    norm = math.hypot(raw_a, raw_b)
+    np.testing.assert_allclose(matrix.toarray(), [[raw_a / norm, raw_b / norm], [0.0, 1.0]])
+    assert pair_cosines(matrix, np.array([0]), np.array([1]))[0] == pytest.approx(raw_b / norm)
+
+
+def test_identical_documents_have_cosine_one():
+    matrix, _ = tfidf_matrix([["kim", "putin"], ["kim", "putin"], ["uzay"]])
+    got = pair_cosines(matrix, np.array([0, 0]), np.array([1, 2]))
+    assert got[0] == pytest.approx(1.0)
+    assert got[1] == 0.0
+
+
+def test_empty_batches_do_not_fail():
+    matrix, _ = tfidf_matrix([])
+    assert matrix.shape == (0, 0)
+    matrix, _ = tfidf_matrix([[], []])
+    assert matrix.shape == (2, 0)
+    assert pair_cosines(matrix, np.array([0]), np.array([1])).tolist() == [0.0]
+    empty = np.empty(0, dtype=np.int64)
+    assert pair_cosines(matrix, empty, empty).size == 0
+    # One empty document in a batch is an all-zero row.
+    matrix, _ = tfidf_matrix([[], ["a"]])
+    assert pair_cosines(matrix, np.array([0]), np.array([1])).tolist() == [0.0]
+
+
+def test_length_factor():
+    counts = np.array([100, 100, 4, 0, 400])
+    rows, cols = np.array([0, 2, 3, 0, 0]), np.array([1, 2, 3, 2, 4])
+    got = length_factor(counts, rows, cols, 25.0)
+    # sqrt(25 / 100) = 0.5; short pairs are not boosted past 1; 0 counts as 1;
+    # 100 x 4 -> sqrt(25 / 20); 100 x 400 -> sqrt(25 / 200).
+    np.testing.assert_allclose(got, [0.5, 1.0, 1.0, 1.0, math.sqrt(25 / 200)])
+    assert np.all(got <= 1.0)
+    assert length_factor(counts, rows, cols, 0.0).tolist() == [1.0] * 5
+    assert length_factor(counts, rows, cols, -1.0).tolist() == [1.0] * 5
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    lengths=st.lists(st.integers(1, 5000), min_size=2, max_size=20),
+    reference=st.floats(1.0, 200.0),
+)
+def test_length_factor_decreases_with_length(lengths, reference):
+    counts = np.array(sorted(lengths))
+    idx = np.arange(len(counts))
+    got = length_factor(counts, idx, idx, reference)  # each document with itself
+    assert np.all(got <= 1.0)
+    assert np.all(got > 0.0)
+    assert np.all(np.diff(got) <= 1e-15)
+
+
+def test_time_factor():
+    gaps = np.array([0.0, 2.0, 3.0, np.nan, 33.0, 63.0, 1000.0])
+    got = time_factor(gaps, 3.0, 30.0)
+    np.testing.assert_allclose(got[:4], 1.0)  # within the window, or a date unknown
+    assert got[4] == pytest.approx(math.exp(-1))
+    assert got[5] == pytest.approx(math.exp(-2))
+    assert 0 < got[6] < 1e-10
+    assert np.all(np.diff(got[[0, 1, 2, 4, 5, 6]]) <= 0)
+    assert time_factor(gaps, 3.0, 0.0).tolist() == [1.0] * len(gaps)
+    assert time_factor(np.empty(0), 3.0, 30.0).size == 0
+
+
+def test_days_apart():
+    published = [datetime(2024, 6, 19), datetime(2024, 6, 21, 12), None, datetime(2024, 6, 19)]
+    rows, cols = np.array([0, 1, 0, 2, 0]), np.array([1, 0, 2, 2, 3])
+    got = days_apart(published, rows, cols)
+    assert got[0] == pytest.approx(2.5)
+    assert got[1] == pytest.approx(2.5)
+    assert np.isnan(got[2]) and np.isnan(got[3])
+    assert got[4] == 0.0
+    assert days_apart([], np.empty(0, np.int64), np.empty(0, np.int64)).size == 0
+
+
+@pytest.fixture
+def berlin_time():
+    """Run with a local timezone that has daylight saving, then restore."""
+    if not hasattr(time, "tzset"):
+        pytest.skip("time.tzset is not available")
+    old = os.environ.get("TZ")
+    os.environ["TZ"] = "Europe/Berlin"
+    time.tzset()
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = old
+        time.tzset()
+
+
+def test_days_apart_ignores_the_local_timezone(berlin_time):
+    published = [datetime(2024, 3, 30), datetime(2024, 4, 1)]  # DST starts 2024-03-31 in Berlin
+    got = days_apart(published, np.array([0]), np.array([1]))
+    assert got[0] == pytest.approx(2.0)
+
+
+def test_days_apart_accepts_timezone_aware_datetimes():
+    start = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    published = [start, start + timedelta(days=4)]
+    assert days_apart(published, np.array([0]), np.array([1]))[0] == pytest.approx(4.0)
+
+
+SETS = st.lists(st.sets(st.integers(0, 30), max_size=15), min_size=1, max_size=6)
+
+
+@settings(max_examples=100, deadline=None)
+@given(sets=SETS, data=st.data())
+def test_pair_jaccards_equal_python_sets(sets, data):
+    n = len(sets)
+    pairs = data.draw(st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1))))
+    hash_sets = [np.array(sorted(s), dtype=np.uint32) for s in sets]
+    rows = [i for i, _ in pairs]
+    cols = [j for _, j in pairs]
+    got = pair_jaccards(hash_sets, rows, cols)
+    expected = [
+        len(sets[i] & sets[j]) / len(sets[i] | sets[j]) if sets[i] | sets[j] else 0.0
+        for i, j in pairs
+    ]
+    np.testing.assert_allclose(got, expected)
+    assert got.dtype == np.float64
