@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"| {name} | {q['documents']} | {q['bcubed_p']:.3f} | {q['bcubed_r']:.3f} "
             f"| {q['bcubed_f1']:.3f} | {q['ari']:.3f} | {q['nmi']:.3f} "
-            f"| {q['clusters']} ({q['gold']}) | {q['candidates_per_doc']:.1f} | {q['seconds']:.1f} |",
+            f"| {q['clusters']} ({q['gold']}) | {q['candidates_per_doc']:.1f} "
+            f"| {q['seconds']:.1f} |",
             flush=True,
         )
     if "semeval" in wanted:

@@ -1,7 +1,8 @@
 """dedup: cluster news articles that report the same story.
 
 >>> import dedup
->>> result = dedup.cluster(["Quake hits Izmir", "Izmir quake kills two", "Central bank holds rates"])
+>>> docs = ["Quake hits Izmir", "Izmir quake kills two", "Central bank holds rates"]
+>>> result = dedup.cluster(docs)
 >>> sorted(c.size for c in result.clusters)
 [1, 2]
 """

@@ -23,7 +23,7 @@ def collision_probability(similarity: np.ndarray | float, bands: int, rows: int)
 def lsh_params(
     threshold: float, num_perm: int, false_positive_weight: float = 0.5
 ) -> tuple[int, int]:
-    """Bands (at least 2) and rows (``bands * rows <= num_perm``) that best separate at ``threshold``.
+    """Bands (2 or more) and rows, ``bands * rows <= num_perm``, that best split at ``threshold``.
 
     Minimises the weighted sum of the false-positive area (collisions below
     the threshold) and the false-negative area (misses above it) under the

@@ -105,7 +105,7 @@ def average_linkage(
         raise ValueError("threshold must be > 0: unlinked pairs score 0")
     rows, cols, weights = _check_edges(n, rows, cols, weights)
     adjacency: list[dict[int, float]] = [{} for _ in range(n)]
-    for i, j, w in zip(rows.tolist(), cols.tolist(), weights.tolist()):
+    for i, j, w in zip(rows.tolist(), cols.tolist(), weights.tolist(), strict=True):
         if i == j or w <= 0:
             continue
         adjacency[i][j] = adjacency[i].get(j, 0.0) + w

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from dedup.candidates import candidate_pairs, lsh_params
-from dedup.linkage import average_linkage, single_linkage
 from dedup.errors import ConfigError, DuplicateIdError
+from dedup.linkage import average_linkage, single_linkage
 from dedup.normalize import Analyzer
 from dedup.params import Params, resolve_params
 from dedup.records import Cluster, ClusterResult, Document
@@ -32,8 +32,8 @@ from dedup.verify import (
     pair_cosines,
     pair_jaccards,
     tfidf_matrix,
-    with_ngrams,
     time_factor,
+    with_ngrams,
 )
 
 DocumentLike = Document | str | Mapping[str, Any]

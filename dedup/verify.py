@@ -107,5 +107,6 @@ def time_factor(gap_days: np.ndarray, window_days: float, scale_days: float) -> 
 def pair_jaccards(hash_sets: Sequence[np.ndarray], rows, cols) -> np.ndarray:
     """Exact Jaccard of each pair's shingle-hash sets."""
     return np.array(
-        [exact_jaccard(hash_sets[i], hash_sets[j]) for i, j in zip(rows, cols)], dtype=np.float64
+        [exact_jaccard(hash_sets[i], hash_sets[j]) for i, j in zip(rows, cols, strict=True)],
+        dtype=np.float64,
     )
