@@ -14,7 +14,7 @@ import json
 import os
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import date, datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
@@ -26,7 +26,7 @@ from dedup.errors import (
     FieldError,
     InputError,
 )
-from dedup.records import Document
+from dedup.records import Document, parse_published
 
 PathArg = str | os.PathLike[str]
 
@@ -447,23 +447,10 @@ def _as_optional_str(value: Any, key: str, shown: str, line: int) -> str | None:
 
 
 def _parse_published(value: Any, shown: str, line: int) -> datetime | None:
-    """A naive UTC datetime from an ISO string, a date or a datetime."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    moment = value
-    if isinstance(value, str):
-        text = value.strip()
-        if text[-1] in "Zz":  # fromisoformat only accepts "Z" from Python 3.11 on
-            text = text[:-1] + "+00:00"
-        with contextlib.suppress(ValueError):
-            moment = datetime.fromisoformat(text)
-    if isinstance(moment, date) and not isinstance(moment, datetime):
-        moment = datetime(moment.year, moment.month, moment.day)
-    if not isinstance(moment, datetime):
-        raise InputError(f"invalid published date {value!r}", shown, line)
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
-    return moment
+    try:
+        return parse_published(value)
+    except ValueError as err:
+        raise InputError(str(err), shown, line) from None
 
 
 def _type_name(value: Any) -> str:

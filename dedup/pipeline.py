@@ -23,7 +23,7 @@ from dedup.errors import ConfigError, DuplicateIdError
 from dedup.linkage import average_linkage, single_linkage
 from dedup.normalize import Analyzer
 from dedup.params import Params, resolve_params
-from dedup.records import Cluster, ClusterResult, Document
+from dedup.records import Cluster, ClusterResult, Document, parse_published
 from dedup.shingle import shingle_hashes
 from dedup.signature import estimated_jaccard, signatures
 from dedup.verify import (
@@ -70,12 +70,17 @@ def as_documents(documents: Iterable[DocumentLike]) -> list[Document]:
             if not isinstance(item.get("text"), str):
                 raise ConfigError(f"document {position} has no 'text' string")
             doc_id = item.get("id")
+            try:
+                published = parse_published(item.get("published"))
+            except ValueError as err:
+                raise ConfigError(f"document {position}: {err}") from None
             extra = {k: v for k, v in item.items() if k not in ("id", "text", *known)}
             doc = Document(
                 id=str(position) if doc_id is None else str(doc_id),
                 text=item["text"],
+                published=published,
                 extra=extra,
-                **{k: item.get(k) for k in known},
+                **{k: item.get(k) for k in known if k != "published"},
             )
         else:
             raise ConfigError(f"document {position} is a {type(item).__name__}, not a str or dict")
@@ -102,7 +107,7 @@ def _prepare(
     analyzer = Analyzer(params.lang, stem=params.stem, stopwords=params.stopwords)
     terms: list[list[str]] = []
     for k, doc in enumerate(docs):
-        lang = doc.lang or analyzer.language(doc.text)
+        lang = params.lang or doc.lang or analyzer.language(doc.text)
         # The headline names the story: its terms count again on top of the body's.
         title = analyzer.terms(doc.title, lang) if doc.title else []
         terms.append(title + analyzer.terms(doc.text, lang))
@@ -152,7 +157,7 @@ def _build_result(
     support = np.zeros(n)
     np.add.at(support, rows[same], scores[same])
     np.add.at(support, cols[same], scores[same])
-    sizes = np.bincount(labels, minlength=int(labels.max()) + 1 if n else 0)
+    sizes = np.bincount(labels, minlength=1)
     mean_sim = np.where(sizes[labels] > 1, support / np.maximum(sizes[labels] - 1, 1), 1.0)
     members_of: dict[int, list[int]] = {}
     for i, label in enumerate(labels.tolist()):

@@ -4,10 +4,41 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timezone
 from typing import Any
 
 import numpy as np
+
+
+def parse_published(value: Any) -> datetime | None:
+    """A naive UTC datetime from an ISO 8601 string, a date or a datetime.
+
+    ``None`` and blank strings give ``None``; a trailing ``Z`` means UTC;
+    aware times are converted to UTC; a date becomes midnight.
+
+    Raises
+    ------
+    ValueError
+        For anything else.
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    moment = value
+    if isinstance(value, str):
+        text = value.strip()
+        if text[-1] in "Zz":  # fromisoformat only accepts "Z" from Python 3.11 on
+            text = text[:-1] + "+00:00"
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            moment = None
+    if isinstance(moment, date) and not isinstance(moment, datetime):
+        moment = datetime(moment.year, moment.month, moment.day)
+    if not isinstance(moment, datetime):
+        raise ValueError(f"invalid published date {value!r}")
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment
 
 
 @dataclass(frozen=True)
