@@ -187,12 +187,16 @@ def run(
     canonical = [docs[i] for i in order]
     prepared = _prepare(canonical, params, progress, stats)
 
+    if progress:
+        progress("sign", 0, n)
     start = time.perf_counter()
     sigs = signatures(prepared.hash_sets, params.num_perm, params.seed)
     stats["seconds_sign"] = time.perf_counter() - start
     if progress:
         progress("sign", n, n)
 
+    if progress:
+        progress("candidates", 0, n)
     start = time.perf_counter()
     bands, rows_per_band = lsh_params(params.lsh_threshold, params.num_perm)
     rows, cols = candidate_pairs(sigs, bands, rows_per_band, params.seed)
@@ -201,6 +205,8 @@ def run(
     if progress:
         progress("candidates", n, n)
 
+    if progress:
+        progress("verify", 0, n)
     start = time.perf_counter()
     scores = _score(prepared, rows, cols, params)["score"]
     stats["links"] = int(np.count_nonzero(scores >= params.threshold))
@@ -208,6 +214,8 @@ def run(
     if progress:
         progress("verify", n, n)
 
+    if progress:
+        progress("cluster", 0, n)
     start = time.perf_counter()
     linkage = average_linkage if params.linkage == "average" else single_linkage
     # Links far below the threshold barely move a cluster's mean, but they are

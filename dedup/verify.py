@@ -54,9 +54,13 @@ def pair_cosines(matrix: sparse.csr_matrix, rows: np.ndarray, cols: np.ndarray) 
     out = np.empty(len(rows), dtype=np.float64)
     for start in range(0, len(rows), _PAIR_BATCH):
         stop = start + _PAIR_BATCH
-        left = matrix[rows[start:stop]]
-        right = matrix[cols[start:stop]]
-        out[start:stop] = np.asarray(left.multiply(right).sum(axis=1)).ravel()
+        product = matrix[rows[start:stop]].multiply(matrix[cols[start:stop]]).tocsr()
+        # Sum each row in column order: scipy's own row sums may add in another
+        # order depending on the batch's shape, which moves the last bit.
+        product.sort_indices()
+        count = product.shape[0]
+        owner = np.repeat(np.arange(count), np.diff(product.indptr))
+        out[start:stop] = np.bincount(owner, weights=product.data, minlength=count)
     return np.clip(out, 0.0, 1.0)
 
 
