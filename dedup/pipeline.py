@@ -9,9 +9,11 @@ nothing (callers may pass a ``progress`` callback).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -175,6 +177,20 @@ def _build_result(
     return ClusterResult(tuple(docs), final, tuple(clusters), flags, params.as_dict(), stats)
 
 
+@contextlib.contextmanager
+def _stage(
+    name: str, *, stats: dict[str, Any], progress: Progress | None, total: int
+) -> Iterator[None]:
+    """Time a stage into ``stats["seconds_<name>"]`` and report its start and end."""
+    if progress:
+        progress(name, 0, total)
+    start = time.perf_counter()
+    yield
+    stats[f"seconds_{name}"] = time.perf_counter() - start
+    if progress:
+        progress(name, total, total)
+
+
 def run(
     documents: Iterable[DocumentLike], params: Params, progress: Progress | None = None
 ) -> ClusterResult:
@@ -187,44 +203,22 @@ def run(
     canonical = [docs[i] for i in order]
     prepared = _prepare(canonical, params, progress, stats)
 
-    if progress:
-        progress("sign", 0, n)
-    start = time.perf_counter()
-    sigs = signatures(prepared.hash_sets, params.num_perm, params.seed)
-    stats["seconds_sign"] = time.perf_counter() - start
-    if progress:
-        progress("sign", n, n)
-
-    if progress:
-        progress("candidates", 0, n)
-    start = time.perf_counter()
-    bands, rows_per_band = lsh_params(params.lsh_threshold, params.num_perm)
-    rows, cols = candidate_pairs(sigs, bands, rows_per_band, params.seed)
+    stage = functools.partial(_stage, stats=stats, progress=progress, total=n)
+    with stage("sign"):
+        sigs = signatures(prepared.hash_sets, params.num_perm, params.seed)
+    with stage("candidates"):
+        bands, rows_per_band = lsh_params(params.lsh_threshold, params.num_perm)
+        rows, cols = candidate_pairs(sigs, bands, rows_per_band, params.seed)
     stats.update(lsh_bands=bands, lsh_rows=rows_per_band, candidate_pairs=int(rows.size))
-    stats["seconds_lsh"] = time.perf_counter() - start
-    if progress:
-        progress("candidates", n, n)
-
-    if progress:
-        progress("verify", 0, n)
-    start = time.perf_counter()
-    scores = _score(prepared, rows, cols, params)["score"]
+    with stage("verify"):
+        scores = _score(prepared, rows, cols, params)["score"]
     stats["links"] = int(np.count_nonzero(scores >= params.threshold))
-    stats["seconds_verify"] = time.perf_counter() - start
-    if progress:
-        progress("verify", n, n)
-
-    if progress:
-        progress("cluster", 0, n)
-    start = time.perf_counter()
-    linkage = average_linkage if params.linkage == "average" else single_linkage
-    # Links far below the threshold barely move a cluster's mean, but they are
-    # most of the candidates: dropping them halves the linkage's work.
-    kept = scores >= params.threshold * _LINK_FLOOR
-    labels = linkage(n, rows[kept], cols[kept], scores[kept], params.threshold)
-    stats["seconds_cluster"] = time.perf_counter() - start
-    if progress:
-        progress("cluster", n, n)
+    with stage("cluster"):
+        linkage = average_linkage if params.linkage == "average" else single_linkage
+        # Links far below the threshold barely move a cluster's mean, but they are
+        # most of the candidates: dropping them halves the linkage's work.
+        kept = scores >= params.threshold * _LINK_FLOOR
+        labels = linkage(n, rows[kept], cols[kept], scores[kept], params.threshold)
 
     # Back from id order to input order.
     inverse = np.empty(n, dtype=np.int64)
