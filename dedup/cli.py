@@ -22,7 +22,7 @@ from dedup.errors import DedupError, FieldError, InputError
 from dedup.evaluate import score
 from dedup.io import FieldMap, iter_documents, open_output, read_documents, read_labels, read_pairs
 from dedup.params import LINKAGES, PRESETS, SIMILARITIES, resolve_params
-from dedup.pipeline import Progress, compare, run, score_pairs
+from dedup.pipeline import Progress, compare, default_jobs, run, score_pairs
 from dedup.records import Document
 
 _READ_PROGRESS_EVERY = 1000
@@ -68,6 +68,7 @@ def _stack(*decorators: Callable[[Any], Any]) -> Callable[[Any], Any]:
 _PARAMS = (  # (option, Params field or "" for the option's own name, type, help)
     ("--threshold", "", float, "Score at which documents (clusters) merge."),
     ("--lsh-threshold", "", float, "Jaccard level at which LSH proposes pairs."),
+    ("--max-bucket", "", int, "Pair each member of a larger LSH bucket with this many (0 = all)."),
     ("--similarity", "", click.Choice(SIMILARITIES), "How pairs are scored."),
     ("--tfidf-ngrams", "", click.IntRange(1, 3), "Longest word n-gram in TF-IDF vectors."),
     ("--linkage", "", click.Choice(LINKAGES), "How links become clusters."),
@@ -147,6 +148,13 @@ def _format(*choices: str, text: str = "Output format.") -> Callable[[Any], Any]
 
 _INPUTS = click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 _OUTPUT = click.option("--output", "-o", metavar="FILE", help="Write here instead of stdout.")
+_JOBS = click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=default_jobs,
+    show_default="the cores available",
+    help="Worker processes for text analysis; results are the same for any number.",
+)
 _QUIET = click.option("--quiet", "-q", is_flag=True, help="No progress bar on stderr.")
 
 
@@ -206,9 +214,10 @@ def cli() -> None:
     show_default=True,
     help="Members shown per cluster in the table.",
 )
+@_JOBS
 @_QUIET
 def cluster_command(
-    inputs, preset, options, fields, allow_empty, fmt, output, show_all, max_members, quiet
+    inputs, preset, options, fields, allow_empty, fmt, output, show_all, max_members, jobs, quiet
 ) -> None:
     """Group documents that report the same story.
 
@@ -217,7 +226,7 @@ def cluster_command(
     """
     params = resolve_params(preset, **options)
     with _progress(quiet) as progress:
-        result = run(_read(inputs, fields, allow_empty, progress), params, progress)
+        result = run(_read(inputs, fields, allow_empty, progress), params, progress, jobs)
     with open_output(output) as out:
         if fmt == "table":
             hint = "" if show_all else "--all lists them"
@@ -321,9 +330,10 @@ def _compare_pairs(path: str, preset: str, options: dict[str, Any], output: str 
 @field_options
 @_format("table", "json")
 @_OUTPUT
+@_JOBS
 @_QUIET
 def evaluate_command(
-    inputs, gold_field, predicted, preset, options, fields, allow_empty, fmt, output, quiet
+    inputs, gold_field, predicted, preset, options, fields, allow_empty, fmt, output, jobs, quiet
 ) -> None:
     """Score clustering against gold story labels.
 
@@ -336,7 +346,7 @@ def evaluate_command(
         docs = _read(inputs, fields, allow_empty, progress)
         gold = [_gold_label(doc, gold_field) for doc in docs]
         if predicted is None:
-            labels: list[Any] = run(docs, params, progress).labels.tolist()
+            labels: list[Any] = run(docs, params, progress, jobs).labels.tolist()
         else:
             labels = _saved_labels(predicted, docs)
     scores = score(labels, gold)

@@ -43,6 +43,10 @@ class Params:
         Seed of the MinHash permutations; results are deterministic for it.
     lsh_threshold : float
         Jaccard similarity around which LSH starts proposing pairs.
+    max_bucket : int
+        An LSH bucket of more documents pairs each only with this many others
+        (0 = pair whole buckets), so one very common shingle cannot make the
+        candidate pairs quadratic.
     similarity : {"cosine", "jaccard"}
         How candidate pairs are scored: TF-IDF cosine of terms, or exact
         Jaccard of shingles.
@@ -70,6 +74,7 @@ class Params:
     num_perm: int = 128
     seed: int = 1
     lsh_threshold: float = 0.05
+    max_bucket: int = 200
     similarity: str = "cosine"
     tfidf_ngrams: int = 2
     threshold: float = 0.045
@@ -136,6 +141,8 @@ def _validate(p: Params) -> None:
         raise ConfigError("seed must be an integer from 0 to 2**32 - 1")
     if not isinstance(p.tfidf_ngrams, int) or not 1 <= p.tfidf_ngrams <= 3:
         raise ConfigError("tfidf_ngrams must be 1, 2 or 3")
+    if not isinstance(p.max_bucket, int) or p.max_bucket < 0:
+        raise ConfigError("max_bucket must be a whole number, 0 for no bound")
     if not 0.0 < p.lsh_threshold < 1.0:
         raise ConfigError("lsh_threshold must be between 0 and 1 (exclusive)")
     if not 0.0 < p.threshold <= 1.0:

@@ -12,13 +12,17 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import multiprocessing
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import numpy as np
+from scipy import sparse
 
 from dedup.candidates import candidate_pairs, lsh_params
 from dedup.errors import ConfigError, DuplicateIdError
@@ -28,21 +32,20 @@ from dedup.params import Params, resolve_params
 from dedup.records import Cluster, ClusterResult, Document, parse_published
 from dedup.shingle import shingle_hashes
 from dedup.signature import estimated_jaccard, signatures
-from dedup.verify import (
-    days_apart,
-    length_factor,
-    pair_cosines,
-    pair_jaccards,
-    tfidf_matrix,
-    time_factor,
-    with_ngrams,
+from dedup.vectors import (
+    DocumentFrequencies,
+    feature_hashes,
+    feature_names,
+    length_weights,
+    tfidf_rows,
 )
+from dedup.verify import days_apart, pair_cosines, pair_jaccards, time_factor
 
 DocumentLike = Document | str | Mapping[str, Any]
 Progress = Callable[[str, int, int], None]
 """Called as ``progress(stage, done, total)`` while a run advances."""
 
-_PROGRESS_EVERY = 500
+_ANALYSE_CHUNK = 2000  # documents per worker task: large enough to amortise pickling
 _LINK_FLOOR = 0.25  # fraction of the threshold under which a link is not worth keeping
 
 
@@ -102,24 +105,75 @@ class _Prepared:
     published: list[datetime | None]
 
 
+def _analyse(
+    items: Sequence[tuple[str, str | None, str | None]], lang: str | None, stem: bool, stop: bool
+) -> list[list[str]]:
+    """Terms of ``(text, title, lang)`` items: a pure function, so workers can run it."""
+    analyzer = Analyzer(lang, stem=stem, stopwords=stop)
+    terms = []
+    for text, title, doc_lang in items:
+        code = lang or doc_lang or analyzer.language(text)
+        # The headline names the story: its terms count again on top of the body's.
+        head = analyzer.terms(title, code) if title else []
+        terms.append(head + analyzer.terms(text, code))
+    return terms
+
+
 def _prepare(
-    docs: Sequence[Document], params: Params, progress: Progress | None, stats: dict[str, float]
+    docs: Sequence[Document],
+    params: Params,
+    progress: Progress | None,
+    stats: dict[str, float],
+    jobs: int = 1,
 ) -> _Prepared:
     start = time.perf_counter()
-    analyzer = Analyzer(params.lang, stem=params.stem, stopwords=params.stopwords)
+    items = [(d.text, d.title, d.lang) for d in docs]
+    chunks = [items[k : k + _ANALYSE_CHUNK] for k in range(0, len(items), _ANALYSE_CHUNK)]
+    analyse = functools.partial(_analyse, lang=params.lang, stem=params.stem, stop=params.stopwords)
     terms: list[list[str]] = []
-    for k, doc in enumerate(docs):
-        lang = params.lang or doc.lang or analyzer.language(doc.text)
-        # The headline names the story: its terms count again on top of the body's.
-        title = analyzer.terms(doc.title, lang) if doc.title else []
-        terms.append(title + analyzer.terms(doc.text, lang))
-        if progress and (k + 1) % _PROGRESS_EVERY == 0:
-            progress("analyse", k + 1, len(docs))
+    with contextlib.ExitStack() as stack:
+        mapper: Callable[..., Iterable[list[list[str]]]] = map
+        if jobs > 1 and len(chunks) > 1:
+            # Processes, not threads: analysis is pure Python. map() keeps chunk
+            # order, so the result is the same as one process's.
+            pool = stack.enter_context(
+                ProcessPoolExecutor(min(jobs, len(chunks)), mp_context=_pool_context())
+            )
+            mapper = pool.map
+        for chunk_terms in mapper(analyse, chunks):
+            terms.extend(chunk_terms)
+            if progress:
+                progress("analyse", len(terms), len(docs))
     stats["seconds_analyse"] = time.perf_counter() - start
     start = time.perf_counter()
     hash_sets = [shingle_hashes(t, params.shingle, params.shingle_size) for t in terms]
     stats["seconds_shingle"] = time.perf_counter() - start
     return _Prepared(terms, hash_sets, [d.published for d in docs])
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    # fork is cheapest where it exists (workers inherit loaded modules);
+    # elsewhere fall back to the platform default.
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else None)
+
+
+def default_jobs() -> int:
+    """Worker processes to use by default: the cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _distinct_counts(term_lists: Sequence[Sequence[str]]) -> np.ndarray:
+    return np.fromiter((len(set(t)) for t in term_lists), dtype=np.int64, count=len(term_lists))
+
+
+def _document_matrix(prepared: _Prepared, params: Params) -> tuple[sparse.csr_matrix, np.ndarray]:
+    """Unweighted TF-IDF rows of the batch (IDF fitted on the batch) and their feature hashes."""
+    features = [feature_hashes(t, params.tfidf_ngrams) for t in prepared.terms]
+    return tfidf_rows(features, DocumentFrequencies.count(features))
 
 
 def _score(
@@ -128,10 +182,10 @@ def _score(
     """Score pairs; returns the final ``score`` and the parts it was built from."""
     parts: dict[str, np.ndarray] = {}
     if params.similarity == "cosine":
-        matrix, _ = tfidf_matrix([with_ngrams(t, params.tfidf_ngrams) for t in prepared.terms])
-        counts = np.array([len(set(t)) for t in prepared.terms])
+        matrix, _ = _document_matrix(prepared, params)
+        weights = length_weights(_distinct_counts(prepared.terms), params.length_reference)
         parts["cosine"] = pair_cosines(matrix, rows, cols)
-        parts["length_factor"] = length_factor(counts, rows, cols, params.length_reference)
+        parts["length_factor"] = weights[rows] * weights[cols]
         base = parts["cosine"] * parts["length_factor"]
     else:
         parts["jaccard"] = pair_jaccards(prepared.hash_sets, rows, cols)
@@ -192,23 +246,33 @@ def _stage(
 
 
 def run(
-    documents: Iterable[DocumentLike], params: Params, progress: Progress | None = None
+    documents: Iterable[DocumentLike],
+    params: Params,
+    progress: Progress | None = None,
+    jobs: int | None = None,
 ) -> ClusterResult:
-    """Cluster ``documents`` with resolved ``params`` (see :func:`cluster`)."""
+    """Cluster ``documents`` with resolved ``params`` (see :func:`cluster`).
+
+    ``jobs`` worker processes analyse the text (default: :func:`default_jobs`);
+    the result does not depend on it.
+    """
     docs = as_documents(documents)
     n = len(docs)
     stats: dict[str, Any] = {"documents": n}
     # Work in id order so that labels do not depend on the order of the input.
     order = np.array(sorted(range(n), key=lambda i: docs[i].id), dtype=np.int64)
     canonical = [docs[i] for i in order]
-    prepared = _prepare(canonical, params, progress, stats)
+    jobs = default_jobs() if jobs is None else jobs
+    if jobs < 1:
+        raise ConfigError("jobs must be at least 1")
+    prepared = _prepare(canonical, params, progress, stats, jobs)
 
     stage = functools.partial(_stage, stats=stats, progress=progress, total=n)
     with stage("sign"):
         sigs = signatures(prepared.hash_sets, params.num_perm, params.seed)
     with stage("candidates"):
         bands, rows_per_band = lsh_params(params.lsh_threshold, params.num_perm)
-        rows, cols = candidate_pairs(sigs, bands, rows_per_band, params.seed)
+        rows, cols = candidate_pairs(sigs, bands, rows_per_band, params.max_bucket)
     stats.update(lsh_bands=bands, lsh_rows=rows_per_band, candidate_pairs=int(rows.size))
     with stage("verify"):
         scores = _score(prepared, rows, cols, params)["score"]
@@ -234,6 +298,7 @@ def cluster(
     preset: str = "stories",
     *,
     progress: Progress | None = None,
+    jobs: int | None = None,
     **options: Any,
 ) -> ClusterResult:
     """Group documents that report the same story.
@@ -247,6 +312,9 @@ def cluster(
         :class:`dedup.params.Params`).
     progress : callable, optional
         Called as ``progress(stage, done, total)``.
+    jobs : int, optional
+        Worker processes for text analysis; default all available cores.
+        Results are identical for any number.
 
     Returns
     -------
@@ -259,7 +327,7 @@ def cluster(
     >>> len(result)
     3
     """
-    return run(documents, resolve_params(preset, **options), progress)
+    return run(documents, resolve_params(preset, **options), progress, jobs)
 
 
 class StoryClusterer:
@@ -345,13 +413,11 @@ def compare(
     zero, one = np.array([0]), np.array([1])
     parts = _score(prepared, zero, one, params)
     sigs = signatures(prepared.hash_sets, params.num_perm, params.seed)
-    matrix, vectorizer = tfidf_matrix(prepared.terms)
-    shared: tuple[tuple[str, float], ...] = ()
-    if matrix.shape[1]:
-        weights = matrix[0].multiply(matrix[1]).toarray().ravel()
-        names = vectorizer.get_feature_names_out()
-        top = [k for k in np.argsort(-weights, kind="stable")[:10] if weights[k] > 0]
-        shared = tuple((str(names[k]), round(float(weights[k]), 4)) for k in top)
+    matrix, columns = _document_matrix(prepared, params)
+    weights = matrix[0].multiply(matrix[1]).toarray().ravel()
+    names = feature_names(prepared.terms[0], params.tfidf_ngrams)
+    top = [k for k in np.argsort(-weights, kind="stable")[:10] if weights[k] > 0]
+    shared = tuple((names[int(columns[k])], round(float(weights[k]), 4)) for k in top)
     gap = float(parts["days_apart"][0])
     return Comparison(
         score=float(parts["score"][0]),

@@ -62,8 +62,8 @@ def term_hashes(terms: Sequence[str]) -> np.ndarray:
     return np.fromiter((table[t] for t in terms), dtype=np.uint32, count=len(terms))
 
 
-def _combine(units: np.ndarray, size: int) -> np.ndarray:
-    """Hash every run of ``size`` consecutive units into one value."""
+def combine_hashes(units: np.ndarray, size: int) -> np.ndarray:
+    """Hash every run of ``size`` consecutive unit hashes into one value, in order."""
     if units.size < size:
         # A text shorter than one shingle is one shingle of everything it has.
         size = units.size
@@ -100,7 +100,7 @@ def shingle_hashes(terms: Sequence[str], kind: str = "word", size: int = 1) -> n
     else:
         text = " ".join(terms)
         units = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-    return np.unique(_combine(units, size))
+    return np.unique(combine_hashes(units, size))
 
 
 def shingles(terms: Sequence[str], kind: str = "word", size: int = 1) -> list[str]:

@@ -1,7 +1,7 @@
 """Verification: score candidate pairs and keep the ones that are the same story.
 
-Stories are scored by TF-IDF cosine with IDF fitted on the batch, adjusted for
-length and publication dates; copies are scored by exact Jaccard over
+Stories are scored by the dot product of TF-IDF vectors (:mod:`dedup.vectors`),
+adjusted for publication dates; copies are scored by exact Jaccard over
 shingles. Everything here is pure: arrays in, arrays out.
 """
 
@@ -12,7 +12,6 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 from scipy import sparse
-from sklearn.feature_extraction.text import TfidfVectorizer
 
 from dedup.signature import exact_jaccard
 
@@ -20,33 +19,6 @@ _EPOCH = datetime(1970, 1, 1)
 _DAY = timedelta(days=1)
 # Pairs scored per sparse batch: bounds the temporary row copies to a few MB.
 _PAIR_BATCH = 1 << 16
-
-
-def _identity(terms: Sequence[str]) -> Sequence[str]:
-    return terms
-
-
-def with_ngrams(terms: Sequence[str], max_n: int) -> list[str]:
-    """``terms`` followed by their joined n-grams up to ``max_n`` (``"a_b"`` for a bigram).
-
-    Phrases ("kim jong", "rate hike") are more specific to one event than their
-    words, which on a small single-topic batch are all common.
-    """
-    out = list(terms)
-    for n in range(2, max_n + 1):
-        out.extend("_".join(terms[i : i + n]) for i in range(len(terms) - n + 1))
-    return out
-
-
-def tfidf_matrix(term_lists: Sequence[Sequence[str]]) -> tuple[sparse.csr_matrix, TfidfVectorizer]:
-    """L2-normalised TF-IDF rows (sublinear tf, smoothed IDF fitted on this batch).
-
-    A batch with no terms at all gives an all-zero matrix instead of failing.
-    """
-    vectorizer = TfidfVectorizer(analyzer=_identity, sublinear_tf=True, dtype=np.float64)
-    if not any(term_lists):
-        return sparse.csr_matrix((len(term_lists), 0)), vectorizer
-    return vectorizer.fit_transform(term_lists).tocsr(), vectorizer
 
 
 def pair_cosines(matrix: sparse.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -62,21 +34,6 @@ def pair_cosines(matrix: sparse.csr_matrix, rows: np.ndarray, cols: np.ndarray) 
         owner = np.repeat(np.arange(count), np.diff(product.indptr))
         out[start:stop] = np.bincount(owner, weights=product.data, minlength=count)
     return np.clip(out, 0.0, 1.0)
-
-
-def length_factor(term_counts: np.ndarray, rows, cols, reference: float) -> np.ndarray:
-    """Discount for long articles: ``min(1, sqrt(reference / sqrt(L_i * L_j)))``.
-
-    ``L`` is a document's number of distinct terms. Two long articles on one
-    topic share much background vocabulary (countries, institutions, the
-    genre's words), so their cosine runs higher than two short items on the
-    same topic; without the discount one threshold cannot serve headlines and
-    full articles alike. ``reference <= 0`` turns the discount off.
-    """
-    if reference <= 0:
-        return np.ones(len(rows))
-    lengths = np.sqrt(np.maximum(term_counts[rows], 1) * np.maximum(term_counts[cols], 1))
-    return np.minimum(1.0, np.sqrt(reference / lengths))
 
 
 def days_apart(published: Sequence[datetime | None], rows, cols) -> np.ndarray:

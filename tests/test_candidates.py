@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from itertools import combinations
 
 import numpy as np
 import pytest
@@ -10,7 +11,13 @@ from datasketch.lsh import _optimal_param
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dedup.candidates import candidate_pairs, collision_probability, lsh_params
+from dedup.candidates import (
+    band_keys,
+    candidate_pairs,
+    collision_probability,
+    lsh_params,
+    reference_candidate_pairs,
+)
 from dedup.errors import ConfigError
 from dedup.signature import EMPTY, signatures
 
@@ -102,12 +109,46 @@ def banded_signatures(draw):
 
 @settings(max_examples=100, deadline=None)
 @given(case=banded_signatures(), seed=st.integers(0, 10))
-def test_candidate_pairs_equal_brute_force(case, seed):
+def test_candidate_pairs_equal_brute_force_and_datasketch(case, seed):
     sigs, bands, rows = case
-    left, right = candidate_pairs(sigs, bands, rows, seed)
+    left, right = candidate_pairs(sigs, bands, rows)
     assert left.dtype == right.dtype == np.int64
     got = list(zip(left.tolist(), right.tolist(), strict=True))
     assert got == brute_force_pairs(sigs, bands, rows)  # sorted, i < j, each once
+    ref_left, ref_right = reference_candidate_pairs(sigs, bands, rows)
+    assert got == list(zip(ref_left.tolist(), ref_right.tolist(), strict=True))
+
+
+@settings(max_examples=100, deadline=None)
+@given(case=banded_signatures(), bound=st.integers(1, 4))
+def test_bounded_buckets_stay_connected_and_bounded(case, bound):
+    sigs, bands, rows = case
+    left, right = candidate_pairs(sigs, bands, rows, bound)
+    got = set(zip(left.tolist(), right.tolist(), strict=True))
+    assert got <= set(brute_force_pairs(sigs, bands, rows))
+    keys = band_keys(sigs, bands, rows)
+    live = ~np.all(sigs == EMPTY, axis=1)
+    for band in range(bands):
+        for key in set(keys[live, band].tolist()):
+            bucket = np.flatnonzero(live & (keys[:, band] == key))
+            if bucket.size <= bound + 1:  # small buckets are paired completely
+                assert all((i, j) in got for i, j in combinations(bucket.tolist(), 2))
+            else:  # a large one stays connected through its own pairs
+                assert _connected(bucket.tolist(), got)
+    # Each member of a band's bucket pairs with at most `bound` later members.
+    assert len(got) <= bands * bound * len(sigs)
+
+
+def _connected(nodes: list[int], edges: set[tuple[int, int]]) -> bool:
+    reached, frontier = {nodes[0]}, [nodes[0]]
+    while frontier:
+        x = frontier.pop()
+        for i, j in edges:
+            for a, b in ((i, j), (j, i)):
+                if a == x and b in nodes and b not in reached:
+                    reached.add(b)
+                    frontier.append(b)
+    return reached == set(nodes)
 
 
 def test_few_permutations_still_get_two_bands():
@@ -115,7 +156,7 @@ def test_few_permutations_still_get_two_bands():
     bands, rows = lsh_params(0.9, 8)
     assert bands >= 2 and bands * rows <= 8
     sigs = np.array([[1] * 8, [1] * 8, [2] * 8, [1] * 7 + [2]], dtype=np.uint32)
-    left, right = candidate_pairs(sigs, bands, rows, 1)
+    left, right = candidate_pairs(sigs, bands, rows)
     got = list(zip(left.tolist(), right.tolist(), strict=True))
     assert got == brute_force_pairs(sigs, bands, rows)
     assert (0, 1) in got and all(2 not in pair for pair in got)
@@ -124,7 +165,7 @@ def test_few_permutations_still_get_two_bands():
 def test_one_band_is_a_config_error():
     sigs = np.ones((2, 8), dtype=np.uint32)
     with pytest.raises(ConfigError, match="2\\+ bands"):
-        candidate_pairs(sigs, 1, 8, 1)
+        candidate_pairs(sigs, 1, 8)
 
 
 def test_identical_signatures_always_pair():
@@ -133,7 +174,7 @@ def test_identical_signatures_always_pair():
     other = rng.integers(0, 2**32, size=50, dtype=np.uint32)
     sigs = signatures([hashes, other, hashes.copy(), hashes[::-1].copy()], 128, 1)
     bands, rows = lsh_params(0.9, 128)
-    left, right = candidate_pairs(sigs, bands, rows, 1)
+    left, right = candidate_pairs(sigs, bands, rows)
     pairs = set(zip(left.tolist(), right.tolist(), strict=True))
     assert {(0, 2), (0, 3), (2, 3)} <= pairs
     assert not any(1 in p for p in pairs)
@@ -144,14 +185,14 @@ def test_disjoint_random_sets_rarely_pair():
     hash_sets = [rng.integers(0, 2**32, size=40, dtype=np.uint32) for _ in range(60)]
     sigs = signatures(hash_sets, 128, 1)
     bands, rows = lsh_params(0.5, 128)
-    left, _ = candidate_pairs(sigs, bands, rows, 1)
+    left, _ = candidate_pairs(sigs, bands, rows)
     assert left.size <= 0.01 * (60 * 59 / 2)
 
 
 def test_empty_signatures_never_pair():
     empty = np.empty(0, dtype=np.uint32)
     sigs = signatures([empty, empty, np.array([1, 2, 3], np.uint32), empty], 32, 1)
-    left, right = candidate_pairs(sigs, 32, 1, 1)
+    left, right = candidate_pairs(sigs, 32, 1)
     assert left.size == right.size == 0
 
 

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import dedup
+import dedup.pipeline as pipeline_module
 from dedup import (
     ConfigError,
     DedupError,
@@ -291,3 +292,32 @@ def test_shuffled_real_data_gives_the_same_partition(shared_data):
     shuffled = list(docs)
     random.Random(5).shuffle(shuffled)
     assert partition_by_id(cluster(docs)) == partition_by_id(cluster(shuffled))
+
+
+def test_worker_processes_give_the_same_result(monkeypatch):
+    # Small chunks so that three worker tasks run even on a small input.
+    monkeypatch.setattr(pipeline_module, "_ANALYSE_CHUNK", 7)
+    words = [
+        "quake",
+        "izmir",
+        "rates",
+        "bank",
+        "summit",
+        "seoul",
+        "fire",
+        "forest",
+        "transfer",
+        "club",
+    ]
+    rng = np.random.default_rng(3)
+    docs = [" ".join(rng.choice(words, size=12)) + f" item{k % 5}" for k in range(20)]
+    one = dedup.cluster(docs, jobs=1)
+    two = dedup.cluster(docs, jobs=2)
+    np.testing.assert_array_equal(one.labels, two.labels)
+    assert one.stats["candidate_pairs"] == two.stats["candidate_pairs"]
+    assert len({int(x) for x in one.labels}) < len(docs)  # something was grouped
+
+
+def test_jobs_must_be_positive():
+    with pytest.raises(ConfigError):
+        dedup.cluster(["a b c"], jobs=0)

@@ -1,0 +1,473 @@
+"""Tests for dedup.vectors: the numpy TF-IDF against scikit-learn and plain-Python references."""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections import Counter
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from dedup.shingle import shingle_hash_of, shingle_hashes, term_hashes
+from dedup.vectors import (
+    DocumentFrequencies,
+    feature_hashes,
+    feature_names,
+    length_weights,
+    tfidf_rows,
+)
+
+# Terms are what the analyser emits: non-empty and without spaces.
+TERM = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs", "Zs", "Zl", "Zp", "Cc")),
+    min_size=1,
+    max_size=8,
+).filter(lambda t: " " not in t)
+# A small vocabulary gives repeats within and across documents.
+SMALL_VOCAB = ["kim", "jong", "putin", "kore", "zirve", "İstanbul", "日本", "x"]
+TERMS = st.one_of(
+    st.lists(st.sampled_from(SMALL_VOCAB), max_size=15),
+    st.lists(TERM, max_size=10),
+)
+DOCUMENTS = st.lists(TERMS, max_size=8)
+MAX_N = st.integers(1, 3)
+# Raw hashes, including the ends of the uint32 range, with repeats.
+HASH = st.one_of(st.integers(0, 2**32 - 1), st.sampled_from([0, 1, 7, 2**31, 2**32 - 1]))
+HASH_LISTS = st.lists(st.lists(HASH, max_size=12), max_size=8)
+
+
+def as_features(hash_lists) -> list[np.ndarray]:
+    return [np.array(h, dtype=np.uint32) for h in hash_lists]
+
+
+@st.composite
+def feature_batches(draw) -> list[np.ndarray]:
+    """Per document, its feature hashes: from term lists, or raw hashes."""
+    if draw(st.booleans()):
+        max_n = draw(MAX_N)
+        return [feature_hashes(terms, max_n) for terms in draw(DOCUMENTS)]
+    return as_features(draw(HASH_LISTS))
+
+
+def rows_as_dicts(matrix, columns) -> list[dict[int, float]]:
+    """Each sparse row as {feature hash: value}, zeros left out."""
+    dense = matrix.toarray()
+    return [
+        {int(h): float(v) for h, v in zip(columns, row, strict=True) if v != 0} for row in dense
+    ]
+
+
+def reference_df(feature_lists) -> Counter:
+    return Counter(int(h) for f in feature_lists for h in set(f.tolist()))
+
+
+def reference_rows(feature_lists, df: Counter, documents: int, weights=None):
+    """Plain-Python TF-IDF: sublinear tf, smoothed idf, L2 norm, then the weight."""
+    out = []
+    for i, features in enumerate(feature_lists):
+        tf = Counter(int(h) for h in features)
+        row = {
+            h: (1 + math.log(c)) * (math.log((1 + documents) / (1 + df.get(h, 0))) + 1)
+            for h, c in tf.items()
+        }
+        norm = math.sqrt(sum(v * v for v in row.values()))
+        weight = 1.0 if weights is None else float(weights[i])
+        out.append({h: v / norm * weight for h, v in row.items()})
+    return out
+
+
+def assert_rows_close(got: list[dict], expected: list[dict], atol: float = 1e-12) -> None:
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected, strict=True):
+        # A weight of 0 leaves stored zeros, which rows_as_dicts drops.
+        e = {h: v for h, v in e.items() if v != 0}
+        assert g.keys() == e.keys()
+        for h in g:
+            assert g[h] == pytest.approx(e[h], rel=0, abs=atol)
+
+
+def sklearn_rows(feature_lists) -> tuple[np.ndarray, dict[str, int]]:
+    """scikit-learn's TF-IDF of the features as string tokens, and its vocabulary."""
+    tokens = [[str(int(h)) for h in f] for f in feature_lists]
+    vectorizer = TfidfVectorizer(analyzer=lambda x: x, sublinear_tf=True)
+    try:
+        matrix = vectorizer.fit_transform(tokens)
+    except ValueError:
+        # scikit-learn refuses a batch without any token ("empty vocabulary").
+        assert not any(tokens)
+        return np.zeros((len(tokens), 0)), {}
+    return matrix.toarray(), vectorizer.vocabulary_
+
+
+# --- tfidf_rows ---------------------------------------------------------------------------
+
+
+@settings(max_examples=100, deadline=None)
+@given(feature_lists=feature_batches())
+def test_tfidf_rows_equal_sklearn(feature_lists):
+    matrix, columns = tfidf_rows(feature_lists, DocumentFrequencies.count(feature_lists))
+    expected, vocabulary = sklearn_rows(feature_lists)
+    assert matrix.shape == expected.shape
+    # scikit-learn orders columns by token string, ours by hash: align by the hash.
+    assert sorted(vocabulary) == sorted(str(int(h)) for h in columns)
+    order = [vocabulary[str(int(h))] for h in columns]
+    np.testing.assert_allclose(matrix.toarray(), expected[:, order], rtol=0, atol=1e-12)
+
+
+@settings(max_examples=100, deadline=None)
+@given(feature_lists=feature_batches(), other=feature_batches())
+def test_tfidf_rows_with_other_frequencies_equal_reference(feature_lists, other):
+    # Frequencies of another collection (an index): features it has not seen get df = 0.
+    # One fixed feature keeps the frequencies non-empty (see test_empty_frequencies_idf).
+    other = [*other, np.array([5], dtype=np.uint32)]
+    matrix, columns = tfidf_rows(feature_lists, DocumentFrequencies.count(other))
+    expected = reference_rows(feature_lists, reference_df(other), len(other))
+    assert_rows_close(rows_as_dicts(matrix, columns), expected)
+
+
+@settings(max_examples=100, deadline=None)
+@given(feature_lists=feature_batches())
+def test_tfidf_columns_are_the_sorted_distinct_features(feature_lists):
+    matrix, columns = tfidf_rows(feature_lists, DocumentFrequencies.count(feature_lists))
+    assert columns.dtype == np.uint32
+    flat = [int(h) for f in feature_lists for h in f]
+    assert columns.tolist() == sorted(set(flat))
+    assert matrix.shape == (len(feature_lists), columns.size)
+    assert matrix.dtype == np.float64
+    # A stored cell for exactly the features each document holds.
+    for i, f in enumerate(feature_lists):
+        stored = columns[matrix[i].indices]
+        assert sorted(stored.tolist()) == sorted(set(f.tolist()))
+
+
+@settings(max_examples=100, deadline=None)
+@given(feature_lists=feature_batches())
+def test_tfidf_rows_are_l2_normalised(feature_lists):
+    matrix, _ = tfidf_rows(feature_lists, DocumentFrequencies.count(feature_lists))
+    norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
+    expected = [1.0 if f.size else 0.0 for f in feature_lists]
+    np.testing.assert_allclose(norms, expected, rtol=0, atol=1e-12)
+    assert np.all(matrix.data > 0)
+
+
+@st.composite
+def batches_with_weights(draw):
+    feature_lists = draw(feature_batches())
+    weights = draw(
+        st.lists(
+            st.floats(0.0, 2.0, allow_nan=False),
+            min_size=len(feature_lists),
+            max_size=len(feature_lists),
+        )
+    )
+    return feature_lists, np.array(weights, dtype=np.float64)
+
+
+@settings(max_examples=100, deadline=None)
+@given(case=batches_with_weights())
+def test_weights_multiply_normalised_rows(case):
+    feature_lists, weights = case
+    frequencies = DocumentFrequencies.count(feature_lists)
+    plain, plain_columns = tfidf_rows(feature_lists, frequencies)
+    weighted, columns = tfidf_rows(feature_lists, frequencies, weights)
+    np.testing.assert_array_equal(columns, plain_columns)
+    np.testing.assert_allclose(
+        weighted.toarray(), plain.toarray() * weights[:, None], rtol=1e-15, atol=0
+    )
+    # Normalised first, then weighted: a row's norm is its weight (0 for an empty document).
+    norms = np.sqrt(np.asarray(weighted.multiply(weighted).sum(axis=1)).ravel())
+    expected = [w if f.size else 0.0 for f, w in zip(feature_lists, weights, strict=True)]
+    np.testing.assert_allclose(norms, expected, rtol=0, atol=1e-12)
+    expected_rows = reference_rows(
+        feature_lists, reference_df(feature_lists), len(feature_lists), weights
+    )
+    assert_rows_close(rows_as_dicts(weighted, columns), expected_rows)
+
+
+@settings(max_examples=50, deadline=None)
+@given(documents=st.lists(TERMS, min_size=2, max_size=6), reference=st.floats(1.0, 20.0))
+def test_weighted_dot_product_is_the_length_adjusted_cosine(documents, reference):
+    features = [feature_hashes(t, 2) for t in documents]
+    frequencies = DocumentFrequencies.count(features)
+    weights = length_weights(np.array([len(set(t)) for t in documents]), reference)
+    plain, _ = tfidf_rows(features, frequencies)
+    weighted, _ = tfidf_rows(features, frequencies, weights)
+    cosines = (plain @ plain.T).toarray()
+    np.testing.assert_allclose(
+        (weighted @ weighted.T).toarray(),
+        cosines * np.outer(weights, weights),
+        rtol=0,
+        atol=1e-12,
+    )
+
+
+def test_tfidf_is_sublinear_with_smoothed_idf():
+    # ["a", "a", "b"] and ["b"]: idf(a) = ln(3 / 2) + 1, idf(b) = 1; tf(a) = 1 + ln 2.
+    features = [feature_hashes(["a", "a", "b"], 1), feature_hashes(["b"], 1)]
+    matrix, columns = tfidf_rows(features, DocumentFrequencies.count(features), np.array([0.5, 2]))
+    raw_a = (1 + math.log(2)) * (math.log(1.5) + 1)
+    norm = math.hypot(raw_a, 1.0)
+    got = rows_as_dicts(matrix, columns)
+    a, b = zlib.crc32(b"a"), zlib.crc32(b"b")
+    assert got[0] == pytest.approx({a: 0.5 * raw_a / norm, b: 0.5 / norm})
+    assert got[1] == pytest.approx({b: 2.0})
+
+
+def test_empty_batches():
+    empty = DocumentFrequencies.count([])
+    matrix, columns = tfidf_rows([], empty)
+    assert matrix.shape == (0, 0)
+    assert columns.size == 0 and columns.dtype == np.uint32
+    no_terms = [feature_hashes([], 2), feature_hashes([], 2)]
+    matrix, columns = tfidf_rows(no_terms, DocumentFrequencies.count(no_terms), np.ones(2))
+    assert matrix.shape == (2, 0)
+    assert matrix.nnz == 0
+
+
+# --- feature_hashes and feature_names -----------------------------------------------------
+
+
+def reference_features(terms: list[str], max_n: int) -> list[int]:
+    out = [zlib.crc32(t.encode("utf-8")) for t in terms]
+    for n in range(2, max_n + 1):
+        out += [shingle_hash_of(terms[i : i + n]) for i in range(len(terms) - n + 1)]
+    return out
+
+
+@settings(max_examples=100, deadline=None)
+@given(terms=TERMS, max_n=st.integers(1, 5))
+def test_feature_hashes_equal_reference(terms, max_n):
+    got = feature_hashes(terms, max_n)
+    assert got.dtype == np.uint32
+    assert got.tolist() == reference_features(terms, max_n)
+
+
+@settings(max_examples=100, deadline=None)
+@given(terms=TERMS)
+def test_feature_hashes_are_term_hashes_then_word_shingles(terms):
+    unigrams = feature_hashes(terms, 1)
+    np.testing.assert_array_equal(unigrams, term_hashes(terms))
+    both = feature_hashes(terms, 2)
+    np.testing.assert_array_equal(both[: len(terms)], term_hashes(terms))
+    bigrams = both[len(terms) :]
+    assert bigrams.size == max(len(terms) - 1, 0)
+    if len(terms) >= 2:
+        np.testing.assert_array_equal(np.unique(bigrams), shingle_hashes(terms, "word", 2))
+        assert bigrams.tolist() == [
+            shingle_hash_of([a, b]) for a, b in zip(terms, terms[1:], strict=False)
+        ]
+
+
+def test_fewer_terms_than_n_give_no_ngrams():
+    # Unlike shingle_hashes, a short text is not one n-gram of everything it has.
+    assert feature_hashes([], 3).size == 0
+    assert feature_hashes([], 3).dtype == np.uint32
+    assert feature_hashes(["kim"], 3).tolist() == [zlib.crc32(b"kim")]
+    got = feature_hashes(["kim", "jong"], 3).tolist()
+    assert got == [zlib.crc32(b"kim"), zlib.crc32(b"jong"), shingle_hash_of(["kim", "jong"])]
+    assert feature_hashes(["kim", "jong"], 1).tolist() == got[:2]
+
+
+def test_feature_hashes_keep_repeats_and_order():
+    got = feature_hashes(["a", "b", "a", "b"], 2).tolist()
+    ab, ba = shingle_hash_of(["a", "b"]), shingle_hash_of(["b", "a"])
+    a, b = zlib.crc32(b"a"), zlib.crc32(b"b")
+    assert got == [a, b, a, b, ab, ba, ab]
+    assert ab != ba
+
+
+def test_feature_hashes_are_pinned():
+    # Unigrams are the plain CRC-32s (not the mixed size-1 word shingle hashes); the bigram
+    # is the word shingle hash pinned in test_shingle.py.
+    got = feature_hashes(["putin", "kore"], 2).tolist()
+    assert got == [786176833, 2923015584, 3629983801]
+    assert got[:2] == [zlib.crc32(b"putin"), zlib.crc32(b"kore")]
+    assert got[2:] == shingle_hashes(["putin", "kore"], "word", 2).tolist()
+
+
+@settings(max_examples=100, deadline=None)
+@given(terms=TERMS, max_n=st.integers(1, 4))
+def test_feature_names_name_every_feature(terms, max_n):
+    names = feature_names(terms, max_n)
+    hashes = {int(h) for h in feature_hashes(terms, max_n)}
+    assert set(names) == hashes
+    for key, name in names.items():
+        gram = name.split(" ")
+        assert 1 <= len(gram) <= max_n
+        # The name is a run of the text whose hash is the key.
+        assert any(terms[i : i + len(gram)] == gram for i in range(len(terms)))
+        expected = zlib.crc32(gram[0].encode("utf-8")) if len(gram) == 1 else shingle_hash_of(gram)
+        assert key == expected
+    # Looking up the numpy hashes themselves works too.
+    for h in feature_hashes(terms, max_n):
+        assert h in names
+
+
+def test_feature_names_example():
+    names = feature_names(["kim", "jong", "un", "kim"], 2)
+    assert names == {
+        zlib.crc32(b"kim"): "kim",
+        zlib.crc32(b"jong"): "jong",
+        zlib.crc32(b"un"): "un",
+        shingle_hash_of(["kim", "jong"]): "kim jong",
+        shingle_hash_of(["jong", "un"]): "jong un",
+        shingle_hash_of(["un", "kim"]): "un kim",
+    }
+    assert feature_names([], 2) == {}
+    assert feature_names(["kim", "jong"], 1) == {
+        zlib.crc32(b"kim"): "kim",
+        zlib.crc32(b"jong"): "jong",
+    }
+
+
+# --- DocumentFrequencies ------------------------------------------------------------------
+
+
+def assert_frequencies_equal(got: DocumentFrequencies, expected: DocumentFrequencies) -> None:
+    np.testing.assert_array_equal(got.features, expected.features)
+    np.testing.assert_array_equal(got.counts, expected.counts)
+    assert got.documents == expected.documents
+    assert got.features.dtype == np.uint32
+    assert got.counts.dtype == np.int64
+
+
+@settings(max_examples=100, deadline=None)
+@given(feature_lists=feature_batches())
+def test_count_counts_each_document_once(feature_lists):
+    got = DocumentFrequencies.count(feature_lists)
+    expected = reference_df(feature_lists)
+    assert got.features.dtype == np.uint32
+    assert got.counts.dtype == np.int64
+    assert got.documents == len(feature_lists)
+    assert got.features.tolist() == sorted(expected)
+    assert got.counts.tolist() == [expected[h] for h in sorted(expected)]
+
+
+def test_count_example():
+    features = [feature_hashes(["a", "a", "b"], 1), feature_hashes(["b"], 1), feature_hashes([], 1)]
+    got = DocumentFrequencies.count(features)
+    a, b = zlib.crc32(b"a"), zlib.crc32(b"b")
+    assert dict(zip(got.features.tolist(), got.counts.tolist(), strict=True)) == {a: 1, b: 2}
+    assert got.documents == 3
+
+
+@settings(max_examples=100, deadline=None)
+@given(feature_lists=feature_batches(), data=st.data())
+def test_merged_halves_equal_the_whole(feature_lists, data):
+    split = data.draw(st.integers(0, len(feature_lists)))
+    left = DocumentFrequencies.count(feature_lists[:split])
+    right = DocumentFrequencies.count(feature_lists[split:])
+    whole = DocumentFrequencies.count(feature_lists)
+    assert_frequencies_equal(left.merged(right), whole)
+    assert_frequencies_equal(right.merged(left), whole)
+
+
+def test_merged_with_empty():
+    features = [feature_hashes(["a", "b"], 2), feature_hashes(["b"], 2)]
+    counted = DocumentFrequencies.count(features)
+    empty = DocumentFrequencies.count([])
+    assert_frequencies_equal(counted.merged(empty), counted)
+    assert_frequencies_equal(empty.merged(counted), counted)
+    assert_frequencies_equal(empty.merged(empty), empty)
+
+
+@st.composite
+def frequencies_and_queries(draw):
+    feature_lists = draw(feature_batches())
+    seen = sorted({int(h) for f in feature_lists for h in f})
+    queries = draw(st.lists(st.one_of(HASH, st.sampled_from(seen)) if seen else HASH))
+    return feature_lists, np.array(queries, dtype=np.uint32)
+
+
+@settings(max_examples=100, deadline=None)
+@given(case=frequencies_and_queries())
+def test_idf_equals_smoothed_formula(case):
+    feature_lists, queries = case
+    frequencies = DocumentFrequencies.count(feature_lists + [np.array([7], dtype=np.uint32)])
+    df = reference_df(feature_lists + [np.array([7], dtype=np.uint32)])
+    n = len(feature_lists) + 1
+    got = frequencies.idf(queries)
+    assert got.shape == queries.shape
+    expected = [math.log((1 + n) / (1 + df.get(int(h), 0))) + 1 for h in queries]
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+
+
+def test_idf_example():
+    a, b, c = (zlib.crc32(t) for t in (b"a", b"b", b"c"))
+    frequencies = DocumentFrequencies.count([np.array([a, a, b], np.uint32), np.array([b])])
+    got = frequencies.idf(np.array([a, b, c, 0, 2**32 - 1], dtype=np.uint32))
+    expected = [math.log(1.5) + 1, 1.0, math.log(3) + 1, math.log(3) + 1, math.log(3) + 1]
+    np.testing.assert_allclose(got, expected)
+    assert frequencies.idf(np.empty(0, np.uint32)).size == 0
+    # Unseen features get the highest IDF.
+    assert got[2] == got.max()
+
+
+def test_empty_frequencies_with_no_queries():
+    for frequencies in (DocumentFrequencies.count([]), DocumentFrequencies.count([np.empty(0)])):
+        assert frequencies.features.size == 0
+        assert frequencies.idf(np.empty(0, np.uint32)).size == 0
+
+
+@pytest.mark.parametrize("documents", [0, 2])
+def test_empty_frequencies_idf(documents):
+    frequencies = DocumentFrequencies.count([np.empty(0, np.uint32)] * documents)
+    queries = feature_hashes(["kim", "jong"], 2)
+    np.testing.assert_allclose(frequencies.idf(queries), math.log(1 + documents) + 1)
+    matrix, _ = tfidf_rows([queries], frequencies)
+    assert matrix.shape == (1, 3)
+
+
+# --- length_weights -----------------------------------------------------------------------
+
+
+def test_length_weights():
+    lengths = np.array([100, 100, 4, 0, 400, 25])
+    got = length_weights(lengths, 25.0)
+    # (25 / 100) ** 0.25 = sqrt(0.5); short documents are not boosted past 1; 0 counts as 1.
+    np.testing.assert_allclose(got, [math.sqrt(0.5), math.sqrt(0.5), 1.0, 1.0, 0.5, 1.0])
+    assert got.dtype == np.float64
+    # The pair factor w[i] * w[j] is sqrt(reference / sqrt(Li * Lj)) when both are long.
+    assert got[0] * got[1] == pytest.approx(0.5)
+    assert got[0] * got[4] == pytest.approx(math.sqrt(25 / 200))
+    # Per document: a long and a short item are discounted by the long one's weight only.
+    assert got[0] * got[2] == pytest.approx(math.sqrt(0.5))
+    assert length_weights(lengths, 0.0).tolist() == [1.0] * len(lengths)
+    assert length_weights(lengths, -1.0).tolist() == [1.0] * len(lengths)
+    assert length_weights(np.empty(0, np.int64), 25.0).size == 0
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    lengths=st.lists(st.integers(0, 5000), min_size=1, max_size=20),
+    reference=st.floats(-10.0, 200.0, allow_nan=False),
+)
+def test_length_weights_decrease_with_length(lengths, reference):
+    counts = np.array(sorted(lengths))
+    got = length_weights(counts, reference)
+    assert got.shape == counts.shape
+    assert np.all(got <= 1.0)
+    assert np.all(got > 0.0)
+    assert np.all(np.diff(got) <= 0.0)
+    if reference <= 0:
+        assert got.tolist() == [1.0] * len(counts)
+    else:
+        expected = [min(1.0, (reference / max(c, 1)) ** 0.25) for c in counts.tolist()]
+        np.testing.assert_allclose(got, expected, rtol=1e-15)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    pair=st.tuples(st.integers(1, 5000), st.integers(1, 5000)),
+    reference=st.floats(0.5, 200.0),
+)
+def test_length_pair_factor(pair, reference):
+    w = length_weights(np.array(pair), reference)
+    factor = w[0] * w[1]
+    assert 0 < factor <= 1.0
+    if min(pair) >= reference:
+        assert factor == pytest.approx(math.sqrt(reference / math.sqrt(pair[0] * pair[1])))
