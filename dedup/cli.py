@@ -67,6 +67,7 @@ def _stack(*decorators: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 _PARAMS = (  # (option, Params field or "" for the option's own name, type, help)
     ("--threshold", "", float, "Score at which documents (clusters) merge."),
+    ("--keywords", "", int, "Sign each document's top N TF-IDF features (0 = shingles)."),
     ("--lsh-threshold", "", float, "Jaccard level at which LSH proposes pairs."),
     ("--max-bucket", "", int, "Pair each member of a larger LSH bucket with this many (0 = all)."),
     ("--similarity", "", click.Choice(SIMILARITIES), "How pairs are scored."),
@@ -374,6 +375,12 @@ def _saved_labels(path: str, docs: Sequence[Document]) -> list[str]:
     if unknown is not None:
         raise InputError(f"prediction for {unknown!r}, which is not in the input", path)
     return [saved[d.id] for d in docs]
+
+
+# `dedup index` lives in dedup/cli_index.py.
+from dedup.cli_index import index_group  # noqa: E402
+
+cli.add_command(index_group)
 
 
 def main() -> None:

@@ -41,6 +41,10 @@ class Params:
         MinHash permutations.
     seed : int
         Seed of the MinHash permutations; results are deterministic for it.
+    keywords : int
+        With cosine similarity, sign each document's this many highest-weighted
+        TF-IDF features instead of its shingles (0 = shingles): pairs are then
+        proposed for sharing what is specific to them.
     lsh_threshold : float
         Jaccard similarity around which LSH starts proposing pairs.
     max_bucket : int
@@ -73,7 +77,8 @@ class Params:
     shingle_size: int = 1
     num_perm: int = 128
     seed: int = 1
-    lsh_threshold: float = 0.05
+    keywords: int = 40
+    lsh_threshold: float = 0.01
     max_bucket: int = 200
     similarity: str = "cosine"
     tfidf_ngrams: int = 2
@@ -95,6 +100,7 @@ PRESETS: Mapping[str, Params] = {
         stopwords=False,
         shingle="word",
         shingle_size=3,
+        keywords=0,
         lsh_threshold=0.5,
         similarity="jaccard",
         threshold=0.5,
@@ -141,6 +147,8 @@ def _validate(p: Params) -> None:
         raise ConfigError("seed must be an integer from 0 to 2**32 - 1")
     if not isinstance(p.tfidf_ngrams, int) or not 1 <= p.tfidf_ngrams <= 3:
         raise ConfigError("tfidf_ngrams must be 1, 2 or 3")
+    if not isinstance(p.keywords, int) or p.keywords < 0:
+        raise ConfigError("keywords must be a whole number, 0 to sign shingles")
     if not isinstance(p.max_bucket, int) or p.max_bucket < 0:
         raise ConfigError("max_bucket must be a whole number, 0 for no bound")
     if not 0.0 < p.lsh_threshold < 1.0:

@@ -38,6 +38,7 @@ from dedup.vectors import (
     feature_names,
     length_weights,
     tfidf_rows,
+    top_features,
 )
 from dedup.verify import days_apart, pair_cosines, pair_jaccards, time_factor
 
@@ -171,18 +172,35 @@ def _distinct_counts(term_lists: Sequence[Sequence[str]]) -> np.ndarray:
 
 
 def _document_matrix(prepared: _Prepared, params: Params) -> tuple[sparse.csr_matrix, np.ndarray]:
-    """Unweighted TF-IDF rows of the batch (IDF fitted on the batch) and their feature hashes."""
+    """Unweighted TF-IDF rows (IDF fitted on the batch) over features two or more documents share.
+
+    Returns the matrix and the feature hash of each of its columns.
+    """
     features = [feature_hashes(t, params.tfidf_ngrams) for t in prepared.terms]
-    return tfidf_rows(features, DocumentFrequencies.count(features))
+    frequencies = DocumentFrequencies.count(features)
+    matrix, columns = tfidf_rows(features, frequencies)
+    # A feature of one document only adds nothing to any dot product once the
+    # rows are normalised; most bigrams are such, so dropping them halves the
+    # matrix and every pair's work without changing a score.
+    shared = np.flatnonzero(frequencies.counts > 1)
+    return matrix[:, shared].tocsr(), columns[shared]
 
 
 def _score(
-    prepared: _Prepared, rows: np.ndarray, cols: np.ndarray, params: Params
+    prepared: _Prepared,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    params: Params,
+    matrix: sparse.csr_matrix | None = None,
 ) -> dict[str, np.ndarray]:
-    """Score pairs; returns the final ``score`` and the parts it was built from."""
+    """Score pairs; returns the final ``score`` and the parts it was built from.
+
+    ``matrix`` is the batch's document matrix when the caller already has it.
+    """
     parts: dict[str, np.ndarray] = {}
     if params.similarity == "cosine":
-        matrix, _ = _document_matrix(prepared, params)
+        if matrix is None:
+            matrix, _ = _document_matrix(prepared, params)
         weights = length_weights(_distinct_counts(prepared.terms), params.length_reference)
         parts["cosine"] = pair_cosines(matrix, rows, cols)
         parts["length_factor"] = weights[rows] * weights[cols]
@@ -268,14 +286,21 @@ def run(
     prepared = _prepare(canonical, params, progress, stats, jobs)
 
     stage = functools.partial(_stage, stats=stats, progress=progress, total=n)
+    matrix = None
+    if params.similarity == "cosine":
+        with stage("vectorise"):
+            matrix, columns = _document_matrix(prepared, params)
     with stage("sign"):
-        sigs = signatures(prepared.hash_sets, params.num_perm, params.seed)
+        sets = prepared.hash_sets
+        if params.keywords and matrix is not None:
+            sets = top_features(matrix, columns, params.keywords)
+        sigs = signatures(sets, params.num_perm, params.seed)
     with stage("candidates"):
         bands, rows_per_band = lsh_params(params.lsh_threshold, params.num_perm)
         rows, cols = candidate_pairs(sigs, bands, rows_per_band, params.max_bucket)
     stats.update(lsh_bands=bands, lsh_rows=rows_per_band, candidate_pairs=int(rows.size))
     with stage("verify"):
-        scores = _score(prepared, rows, cols, params)["score"]
+        scores = _score(prepared, rows, cols, params, matrix)["score"]
     stats["links"] = int(np.count_nonzero(scores >= params.threshold))
     with stage("cluster"):
         linkage = average_linkage if params.linkage == "average" else single_linkage

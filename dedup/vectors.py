@@ -161,3 +161,22 @@ def tfidf_rows(
         values *= np.asarray(weights, dtype=np.float64)[rows]
     matrix = sparse.csr_matrix((values, (rows, cols)), shape=(n, columns.size))
     return matrix, columns
+
+
+def top_features(matrix: sparse.csr_matrix, columns: np.ndarray, k: int) -> list[np.ndarray]:
+    """Per row, the hashes of its ``k`` highest-weighted features (ties by hash), sorted.
+
+    A document's keywords: the names, places and phrases that set it apart
+    from the batch. MinHash over keyword sets proposes pairs that share what
+    is specific to them, instead of the common words any two articles share.
+    """
+    matrix = matrix.tocsr()
+    n = matrix.shape[0]
+    owner = np.repeat(np.arange(n), np.diff(matrix.indptr))
+    hashes = columns[matrix.indices]
+    order = np.lexsort((hashes, -matrix.data, owner))
+    rank = np.arange(order.size) - matrix.indptr[owner[order]]
+    chosen = order[rank < k]
+    chosen = chosen[np.lexsort((hashes[chosen], owner[chosen]))]
+    bounds = np.searchsorted(owner[chosen], np.arange(1, n))
+    return np.split(hashes[chosen].astype(np.uint32), bounds)

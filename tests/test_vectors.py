@@ -471,3 +471,18 @@ def test_length_pair_factor(pair, reference):
     assert 0 < factor <= 1.0
     if min(pair) >= reference:
         assert factor == pytest.approx(math.sqrt(reference / math.sqrt(pair[0] * pair[1])))
+
+
+def test_top_features_picks_the_heaviest_per_row_ties_by_hash():
+    from scipy import sparse
+
+    from dedup.vectors import top_features
+
+    matrix = sparse.csr_matrix(
+        np.array([[0.1, 0.5, 0.0, 0.3], [0.0, 0.0, 0.0, 0.0], [0.2, 0.2, 0.9, 0.0]])
+    )
+    columns = np.array([40, 10, 30, 20], dtype=np.uint32)
+    got = top_features(matrix, columns, 2)
+    assert [g.tolist() for g in got] == [[10, 20], [], [10, 30]]
+    assert all(g.dtype == np.uint32 for g in got)
+    assert [g.tolist() for g in top_features(matrix, columns, 10)] == [[10, 20, 40], [], [10, 30, 40]]

@@ -1,0 +1,199 @@
+"""Speed and memory of ``dedup cluster`` on synthetic news corpora, and of the signature stage.
+
+For each size it generates a corpus with ``benchmarks/corpus.py`` (cached in
+``--workdir``), then runs the whole pipeline in a fresh subprocess so that
+peak RSS is that run's alone, and prints documents per second, seconds per
+stage, peak RSS, candidate pairs per document and B-cubed F1 on the planted
+stories. ``--signatures N`` also times the signature stage, raw text to
+signatures, for N ECB+-length articles: the per-shingle ``MinHash.update``
+loop most users write, datasketch's ``MinHash.bulk``, rensa (where it
+installs) and dedup, all fed by the same Python analysis and shingling, and
+prints the ratios measured in that one run.
+
+Usage::
+
+    python benchmarks/speed.py --sizes 10000 100000 [--jobs 2] [--signatures 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+STAGES = ("read", "analyse", "shingle", "vectorise", "sign", "candidates", "verify", "cluster")
+
+
+def run_one(path: Path, jobs: int) -> dict:
+    """The whole pipeline on one corpus, in this process; returns its figures."""
+    import dedup
+    from dedup import report
+
+    start = time.perf_counter()
+    docs = dedup.read_documents(path)
+    read_seconds = time.perf_counter() - start
+    result = dedup.cluster(docs, jobs=jobs)
+    start = time.perf_counter()
+    with open("/dev/null", "w", encoding="utf-8") as sink:
+        report.write_jsonl(result, sink)
+    write_seconds = time.perf_counter() - start
+    scores = dedup.score(result.labels, [d.extra["event"] for d in docs])
+    stages = {s: result.stats.get(f"seconds_{s}", 0.0) for s in STAGES}
+    stages.update(read=read_seconds, write=write_seconds)
+    return {
+        "documents": len(docs),
+        "seconds": sum(stages.values()),
+        "stages": stages,
+        "candidates_per_doc": result.stats["candidate_pairs"] / len(docs),
+        "bcubed_f1": scores.bcubed_f1,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def measure_size(size: int, seed: int, jobs: int, workdir: Path) -> dict:
+    corpus = workdir / f"synthetic_{size}_{seed}.jsonl"
+    if not corpus.exists():
+        subprocess.run(
+            [
+                sys.executable,
+                str(HERE / "corpus.py"),
+                "--size",
+                str(size),
+                "--seed",
+                str(seed),
+                "--output",
+                str(corpus),
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    # A child process per size: its peak RSS (children's rusage) is its own.
+    out = subprocess.run(
+        [sys.executable, __file__, "--one", str(corpus), "--jobs", str(jobs)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return figures
+
+
+def signature_race(count: int, num_perm: int = 128) -> list[tuple[str, float]]:
+    """Documents per second, raw text to signatures, for each implementation."""
+    import numpy as np
+    from datasketch import MinHash
+
+    import dedup
+    from dedup.normalize import Analyzer
+    from dedup.shingle import shingle_hashes, shingles
+    from dedup.signature import signatures
+
+    data = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    docs = dedup.read_documents(data / "ecbplus" / "ecbplus.jsonl")
+    texts = [docs[k % len(docs)].text for k in range(count)]
+
+    def analysed():
+        analyzer = Analyzer("en")  # the same Python analysis feeds every contender
+        return (analyzer.terms(t) for t in texts)
+
+    def naive():
+        for terms in analysed():
+            m = MinHash(num_perm=num_perm, seed=1)
+            for s in shingles(terms, "word", 3):
+                m.update(s.encode("utf-8"))
+
+    def bulk():
+        MinHash.bulk(
+            ([s.encode("utf-8") for s in shingles(terms, "word", 3)] for terms in analysed()),
+            num_perm=num_perm,
+        )
+
+    def ours():
+        signatures([shingle_hashes(t, "word", 3) for t in analysed()], num_perm, 1)
+
+    contenders = [("datasketch update loop", naive), ("datasketch MinHash.bulk", bulk)]
+    try:
+        from rensa import RMinHash
+
+        def rensa_run():
+            for terms in analysed():
+                m = RMinHash(num_perm=num_perm, seed=1)
+                m.update(shingles(terms, "word", 3))
+                m.digest()
+
+        contenders.append(("rensa RMinHash", rensa_run))
+    except ImportError:
+        print("rensa is not installed: pip install rensa to include it", file=sys.stderr)
+    contenders.append(("dedup (numpy)", ours))
+    rates = []
+    for name, func in contenders:
+        start = time.perf_counter()
+        func()
+        rates.append((name, count / (time.perf_counter() - start)))
+    assert np.isfinite([r for _, r in rates]).all()
+    return rates
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000])
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/dedup-bench"))
+    parser.add_argument("--signatures", type=int, default=0, metavar="N")
+    parser.add_argument("--one", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.one:
+        print(json.dumps(run_one(args.one, args.jobs)))
+        return 0
+    if args.signatures:
+        rates = signature_race(args.signatures)
+        naive_rate = rates[0][1]
+        print(f"Signature stage, raw text to signatures, {args.signatures} ECB+ articles\n")
+        print("| implementation | docs/s | x naive loop |")
+        print("|---|---|---|")
+        for name, rate in rates:
+            print(f"| {name} | {rate:,.0f} | {rate / naive_rate:.1f} |")
+        print()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for size in args.sizes:
+        figures = measure_size(size, args.seed, args.jobs, args.workdir)
+        rows.append(figures)
+        print(json.dumps(figures), file=sys.stderr, flush=True)
+    if rows:
+        header = ["docs", "s", "docs/s", *STAGES, "write", "RSS MB", "cand/doc", "B3 F1"]
+        print(f"dedup cluster, default preset, --jobs {args.jobs}\n")
+        print("| " + " | ".join(header) + " |")
+        print("|" + "---|" * len(header))
+        for r in rows:
+            cells = [
+                f"{r['documents']:,}",
+                f"{r['seconds']:.1f}",
+                f"{r['documents'] / r['seconds']:,.0f}",
+            ]
+            cells += [f"{r['stages'][s]:.1f}" for s in (*STAGES, "write")]
+            cells += [
+                f"{r['peak_rss_mb']:,.0f}",
+                f"{r['candidates_per_doc']:.1f}",
+                f"{r['bcubed_f1']:.3f}",
+            ]
+            print("| " + " | ".join(cells) + " |")
+        for small, large in zip(rows, rows[1:], strict=False):
+            ratio = large["seconds"] / small["seconds"]
+            growth = large["documents"] / small["documents"]
+            print(
+                f"\ntime({large['documents']:,}) / time({small['documents']:,}) = {ratio:.1f}"
+                f" for {growth:.0f}x the documents"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
