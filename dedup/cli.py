@@ -19,7 +19,7 @@ from rich.console import Console
 
 from dedup import __version__, report
 from dedup.errors import DedupError, FieldError, InputError
-from dedup.evaluate import score
+from dedup.evaluate import cluster_errors, score
 from dedup.io import FieldMap, iter_documents, open_output, read_documents, read_labels, read_pairs
 from dedup.params import LINKAGES, PRESETS, SIMILARITIES, resolve_params
 from dedup.pipeline import Progress, compare, default_jobs, run, score_pairs
@@ -327,6 +327,13 @@ def _compare_pairs(path: str, preset: str, options: dict[str, Any], output: str 
     metavar="FILE",
     help="Score this saved `dedup cluster --format jsonl` output instead of clustering INPUT.",
 )
+@click.option(
+    "--errors",
+    type=click.IntRange(min=0),
+    default=5,
+    show_default=True,
+    help="Show this many of the worst merged clusters and of the worst split events.",
+)
 @clustering_options
 @field_options
 @_format("table", "json")
@@ -334,13 +341,25 @@ def _compare_pairs(path: str, preset: str, options: dict[str, Any], output: str 
 @_JOBS
 @_QUIET
 def evaluate_command(
-    inputs, gold_field, predicted, preset, options, fields, allow_empty, fmt, output, jobs, quiet
+    inputs,
+    gold_field,
+    predicted,
+    errors,
+    preset,
+    options,
+    fields,
+    allow_empty,
+    fmt,
+    output,
+    jobs,
+    quiet,
 ) -> None:
     """Score clustering against gold story labels.
 
     Reads the gold label of each document of INPUT from --gold-field. Prints
-    B-cubed and pairwise precision, recall and F1, ARI, NMI, and the predicted
-    and gold cluster counts.
+    B-cubed and pairwise precision, recall and F1, ARI, NMI, the predicted
+    and gold cluster counts, and the worst errors: predicted clusters that
+    merge several events and events split over several clusters, with titles.
     """
     params = resolve_params(preset, **options)
     with _progress(quiet) as progress:
@@ -351,11 +370,16 @@ def evaluate_command(
         else:
             labels = _saved_labels(predicted, docs)
     scores = score(labels, gold)
+    merged, split = cluster_errors(labels, gold, errors)
     with open_output(output) as out:
         if fmt == "json":
-            report.write_object(report.scores_record(scores), out)
+            record = report.scores_record(scores)
+            record["errors"] = [report.error_record(e, docs) for e in merged + split]
+            report.write_object(record, out)
         else:
-            report.render_scores(scores, _console(out))
+            console = _console(out)
+            report.render_scores(scores, console)
+            report.render_errors(merged + split, docs, console)
 
 
 def _gold_label(doc: Document, gold_field: str) -> Any:

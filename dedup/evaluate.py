@@ -80,3 +80,66 @@ def score(predicted: Sequence[Any], gold: Sequence[Any]) -> Scores:
         gold_clusters=int(true_size.size),
         documents=n,
     )
+
+
+@dataclass(frozen=True)
+class ClusterError:
+    """One predicted cluster that mixes events, or one gold event split over clusters.
+
+    Attributes
+    ----------
+    kind : {"merged", "split"}
+        ``merged``: a predicted cluster holding several gold events;
+        ``split``: a gold event spread over several predicted clusters.
+    label : Any
+        The predicted cluster label (merged) or the gold label (split).
+    size : int
+        Documents in that cluster or event.
+    wrong : int
+        Documents outside its largest part: the cost of the error.
+    parts : tuple of (label, tuple of int)
+        The parts, largest first: (gold label, member indices) for a merged
+        cluster, (predicted label, member indices) for a split event.
+    """
+
+    kind: str
+    label: Any
+    size: int
+    wrong: int
+    parts: tuple[tuple[Any, tuple[int, ...]], ...]
+
+
+def cluster_errors(
+    predicted: Sequence[Any], gold: Sequence[Any], limit: int = 5
+) -> tuple[list[ClusterError], list[ClusterError]]:
+    """The worst merged clusters and the worst split events, ``limit`` of each.
+
+    Errors are ranked by ``wrong``, the documents outside the largest part
+    (ties by size, then first member), so the first entries explain most of
+    the lost precision (merged) and recall (split).
+
+    Notes
+    -----
+    One pass to group documents by (predicted, gold) label: O(n log n).
+    """
+    if len(predicted) != len(gold):
+        raise ConfigError(f"{len(predicted)} predicted labels but {len(gold)} gold labels")
+    cells: dict[tuple[Any, Any], list[int]] = {}
+    for i, key in enumerate(zip(predicted, gold, strict=True)):
+        cells.setdefault(key, []).append(i)
+
+    def worst(kind: str, outer: int) -> list[ClusterError]:
+        groups: dict[Any, list[tuple[Any, tuple[int, ...]]]] = {}
+        for key, members in cells.items():
+            groups.setdefault(key[outer], []).append((key[1 - outer], tuple(members)))
+        errors = []
+        for label, parts in groups.items():
+            if len(parts) < 2:
+                continue
+            parts.sort(key=lambda p: (-len(p[1]), p[1][0]))
+            size = sum(len(m) for _, m in parts)
+            errors.append(ClusterError(kind, label, size, size - len(parts[0][1]), tuple(parts)))
+        errors.sort(key=lambda e: (-e.wrong, -e.size, e.parts[0][1][0]))
+        return errors[:limit]
+
+    return worst("merged", 0), worst("split", 1)

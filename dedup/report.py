@@ -21,7 +21,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 from rich.text import Text
 
-from dedup.evaluate import Scores
+from dedup.evaluate import ClusterError, Scores
 from dedup.pipeline import Comparison
 from dedup.records import Cluster, ClusterResult, Document
 
@@ -138,6 +138,20 @@ def comparison_record(
 
 def scores_record(scores: Scores) -> dict[str, Any]:
     return {k: _number(v) for k, v in scores.as_dict().items()}
+
+
+def error_record(error: ClusterError, documents: Sequence[Document]) -> dict[str, Any]:
+    """A merged or split cluster as JSON: the parts with their document ids."""
+    return {
+        "kind": error.kind,
+        "label": error.label,
+        "size": error.size,
+        "wrong": error.wrong,
+        "parts": [
+            {"label": label, "ids": [documents[i].id for i in members]}
+            for label, members in error.parts
+        ],
+    }
 
 
 # --- the terminal -------------------------------------------------------------------
@@ -291,6 +305,25 @@ def render_scores(scores: Scores, console: Console) -> None:
     other.add_row("clusters (predicted)", str(scores.predicted_clusters))
     other.add_row("clusters (gold)", str(scores.gold_clusters))
     console.print(other)
+
+
+def render_errors(
+    errors: Sequence[ClusterError], documents: Sequence[Document], console: Console
+) -> None:
+    """The worst merged clusters and split events, each part with two headlines."""
+    for error in errors:
+        what, other = ("cluster", "event") if error.kind == "merged" else ("event", "cluster")
+        head = Text(f"{error.kind}: ", style="bold")
+        head.append(
+            f"{what} {_plain(str(error.label))} ({_count(error.size, 'document')}, "
+            f"{error.wrong} outside its largest part)"
+        )
+        console.print(head)
+        for label, members in error.parts[:4]:
+            titles = "; ".join(_headline(documents[i]) for i in members[:2])
+            console.print(Text(f"  {other} {_plain(str(label))}: {len(members)} · {titles}"))
+        if len(error.parts) > 4:
+            console.print(Text(f"  and {len(error.parts) - 4} more parts"))
 
 
 # The pipeline reports a stage when it ends; show the stage that runs next meanwhile.

@@ -468,3 +468,33 @@ def test_real_seed_data():
     records = lines_of(ok("cluster", seeds, "--format", "jsonl").stdout)
     assert [r["id"] for r in records] == expected
     assert ok("cluster", seeds, "--all").stdout.count("\n") > len(expected)
+
+
+def test_evaluate_shows_the_worst_errors(tmp_path: Path):
+    # Two events; predictions saved by hand: one cluster mixes them, one event is split.
+    docs = write(
+        tmp_path / "docs.jsonl",
+        jsonl(
+            {"id": "a1", "title": "Quake in Izmir", "text": "quake izmir", "event": "q"},
+            {"id": "a2", "title": "Izmir shaken", "text": "izmir shaken", "event": "q"},
+            {"id": "b1", "title": "Bank holds rates", "text": "bank rates", "event": "r"},
+            {"id": "b2", "title": "Rates unchanged", "text": "rates unchanged", "event": "r"},
+        ),
+    )
+    saved = write(
+        tmp_path / "out.jsonl",
+        jsonl(
+            {"id": "a1", "cluster": 0},
+            {"id": "a2", "cluster": 0},
+            {"id": "b1", "cluster": 0},
+            {"id": "b2", "cluster": 1},
+        ),
+    )
+    args = ("evaluate", docs, "--gold-field", "event", "--predicted", saved)
+    table = ok(*args).stdout
+    assert "merged: cluster 0" in table and "Quake in Izmir" in table
+    assert "split: event r" in table and "Rates unchanged" in table
+    errors = json.loads(ok(*args, "--format", "json").stdout)["errors"]
+    assert [(e["kind"], e["wrong"]) for e in errors] == [("merged", 1), ("split", 1)]
+    assert errors[0]["parts"][0] == {"label": "q", "ids": ["a1", "a2"]}
+    assert "merged" not in ok(*args, "--errors", "0").stdout

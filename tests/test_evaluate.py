@@ -170,3 +170,20 @@ def test_distinct_labels_with_equal_str_stay_distinct():
     s = score([1, "1"], ["a", "b"])
     assert s.predicted_clusters == 2
     assert s.bcubed_precision == 1.0
+
+
+def test_cluster_errors_rank_merged_and_split_by_documents_outside_the_largest_part():
+    from dedup.evaluate import cluster_errors
+
+    # predicted cluster 0 merges events a (3) and b (1); event c is split 2 + 2 + 1.
+    predicted = [0, 0, 0, 0, 1, 1, 2, 2, 3, 4]
+    gold = ["a", "a", "a", "b", "c", "c", "c", "c", "c", "d"]
+    merged, split = cluster_errors(predicted, gold)
+    assert [(e.label, e.size, e.wrong) for e in merged] == [(0, 4, 1)]
+    assert merged[0].parts == (("a", (0, 1, 2)), ("b", (3,)))
+    assert [(e.label, e.size, e.wrong) for e in split] == [("c", 5, 3)]
+    assert split[0].parts == ((1, (4, 5)), (2, (6, 7)), (3, (8,)))
+    assert cluster_errors(predicted, gold, limit=0) == ([], [])
+    assert cluster_errors(gold, gold) == ([], [])  # a perfect clustering has no errors
+    with pytest.raises(ConfigError):
+        cluster_errors([0], ["a", "b"])
