@@ -429,3 +429,80 @@ class Analyzer:
             # maxCacheSize=0: the term table already caches every word.
             self._stemmers[name] = Stemmer.Stemmer(name, 0) if available else None
         return self._stemmers[name]
+
+
+_WORD_SPAN = re.compile(r"[^\W\d_][\w'\u2019.\-]*")
+_NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")
+_SENTENCE_END = frozenset('.!?:;\n"“”«»()')
+
+
+def names(text: str, lang: str | None = None) -> list[tuple[str, ...]]:
+    """Proper names in ``text``: runs of capitalised words, as first written, in order.
+
+    A run ends at punctuation or a line break. At the start of a sentence,
+    where any word is capitalised, leading words the text also writes in
+    lowercase go ("The Muğla" -> "Muğla", while "Kim Jong Un" stays even
+    though "kim" is a Turkish stopword), and a one-word run goes altogether.
+    Apostrophe suffixes go (``Kore'ye`` -> ``Kore``): who and where, what a
+    journalist reads first.
+    """
+    code = _lang_code(lang)
+    text = repair_text(text)
+    lowercase = {casefold(w, code) for w in _WORD_SPAN.findall(text) if w[0].islower()}
+    runs: list[tuple[list[str], bool]] = []  # (words, starts a sentence)
+    previous_end = 0
+    for match in _WORD_SPAN.finditer(text):
+        word = _APOSTROPHES.sub("'", match.group()).split("'")[0].rstrip(".-")
+        gap = text[previous_end : match.start()]
+        previous_end = match.end()
+        if not word or not word[0].isupper():
+            runs.append(([], False))  # a lowercase word ends the run before it
+            continue
+        if runs and runs[-1][0] and not gap.strip() and "\n" not in gap:
+            runs[-1][0].append(word)
+            continue
+        before = text[: match.start()].rstrip()
+        runs.append(([word], not before or before[-1] in _SENTENCE_END))
+    found: dict[tuple[str, ...], None] = {}
+    for words, at_sentence_start in runs:
+        while at_sentence_start and words and casefold(words[0], code) in lowercase:
+            words = words[1:]
+            at_sentence_start = False
+        if words and len(" ".join(words)) > 1 and not (len(words) == 1 and at_sentence_start):
+            found.setdefault(tuple(words))
+    return list(found)
+
+
+def shared_names(
+    first: list[tuple[str, ...]], second: list[tuple[str, ...]], lang: str | None = None
+) -> list[str]:
+    """The parts of ``first``'s names whose words are name words of ``second`` too.
+
+    Matching by word lets "Vladimir Putin" meet "Putin", in ``first``'s order.
+    """
+    code = _lang_code(lang)
+    other = {casefold(word, code) for run in second for word in run}
+    shared: dict[str, str] = {}
+    for run in first:
+        part: list[str] = []
+        for word in (*run, None):
+            if word is not None and casefold(word, code) in other:
+                part.append(word)
+                continue
+            if part:
+                shown = " ".join(part)
+                shared.setdefault(casefold(shown, code), shown)
+                part = []
+    # Drop a name inside a longer shared one ("Putin" when "Vladimir Putin" is there).
+    keys = list(shared)
+    return [
+        shown
+        for key, shown in shared.items()
+        if not any(key != longer and f" {key} " in f" {longer} " for longer in keys)
+    ]
+
+
+def numbers(text: str) -> list[str]:
+    """Numbers of two or more characters (dates, counts, magnitudes), in order, each once."""
+    found = (m.group() for m in _NUMBER.finditer(repair_text(text)))
+    return list(dict.fromkeys(v for v in found if len(v) >= 2))

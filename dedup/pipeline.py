@@ -27,7 +27,7 @@ from scipy import sparse
 from dedup.candidates import candidate_pairs, lsh_params
 from dedup.errors import ConfigError, DuplicateIdError
 from dedup.linkage import average_linkage, single_linkage
-from dedup.normalize import Analyzer
+from dedup.normalize import Analyzer, detect_language, names, numbers, shared_names
 from dedup.params import Params, resolve_params
 from dedup.records import Cluster, ClusterResult, Document, parse_published
 from dedup.shingle import shingle_hashes
@@ -399,7 +399,9 @@ class Comparison:
     """Why two documents are, or are not, the same story.
 
     ``score`` is the similarity clustering uses, ``same_story`` whether it
-    reaches the threshold; the rest is evidence.
+    reaches the threshold; the rest is evidence, the journalist's first: the
+    names (people, places, organisations) and numbers both texts mention and
+    how far apart they were published, then the measures and weighted terms.
     """
 
     score: float
@@ -409,6 +411,8 @@ class Comparison:
     estimated_jaccard: float
     exact_jaccard: float
     days_apart: float | None
+    shared_names: tuple[str, ...]
+    shared_numbers: tuple[str, ...]
     shared_terms: tuple[tuple[str, float], ...]
     params: Mapping[str, Any]
 
@@ -440,10 +444,14 @@ def compare(
     sigs = signatures(prepared.hash_sets, params.num_perm, params.seed)
     matrix, columns = _document_matrix(prepared, params)
     weights = matrix[0].multiply(matrix[1]).toarray().ravel()
-    names = feature_names(prepared.terms[0], params.tfidf_ngrams)
+    term_names = feature_names(prepared.terms[0], params.tfidf_ngrams)
     top = [k for k in np.argsort(-weights, kind="stable")[:10] if weights[k] > 0]
-    shared = tuple((names[int(columns[k])], round(float(weights[k]), 4)) for k in top)
+    shared = tuple((term_names[int(columns[k])], round(float(weights[k]), 4)) for k in top)
     gap = float(parts["days_apart"][0])
+    first_doc, second_doc = docs
+    lang = params.lang or first_doc.lang or detect_language(first_doc.text)
+    texts = [f"{d.title}\n{d.text}" if d.title else d.text for d in docs]
+    common_numbers = set(numbers(texts[1]))
     return Comparison(
         score=float(parts["score"][0]),
         threshold=params.threshold,
@@ -452,6 +460,10 @@ def compare(
         estimated_jaccard=estimated_jaccard(sigs[0], sigs[1]),
         exact_jaccard=float(pair_jaccards(prepared.hash_sets, zero, one)[0]),
         days_apart=None if np.isnan(gap) else gap,
+        shared_names=tuple(
+            shared_names(names(texts[0], lang), names(texts[1], second_doc.lang or lang), lang)
+        ),
+        shared_numbers=tuple(n for n in numbers(texts[0]) if n in common_numbers),
         shared_terms=shared,
         params=params.as_dict(),
     )

@@ -267,6 +267,17 @@ def render_comparison(
     line.append(f": score {comparison.score:.4f} {relation} threshold {comparison.threshold:g}")
     line.append(f" (preset {comparison.params.get('preset', '?')})", style="dim")
     console.print(line)
+    gap = comparison.days_apart
+    for label, values in (
+        ("shared names", comparison.shared_names[:12]),
+        ("shared numbers", comparison.shared_numbers[:12]),
+    ):
+        evidence = Text(f"{label}: ", style="bold")
+        evidence.append(", ".join(_plain(v) for v in values) if values else "none")
+        console.print(evidence)
+    published = Text("published: ", style="bold")
+    published.append("dates unknown" if gap is None else f"{gap:g} days apart")
+    console.print(published)
     table = Table(box=None, show_header=False, padding=(0, 2))
     table.add_column("measure", style="dim")
     table.add_column("value", justify="right")
@@ -274,8 +285,6 @@ def render_comparison(
         table.add_row("TF-IDF cosine", f"{comparison.cosine:.4f}")
     table.add_row("Jaccard (exact)", f"{comparison.exact_jaccard:.4f}")
     table.add_row("Jaccard (MinHash estimate)", f"{comparison.estimated_jaccard:.4f}")
-    gap = comparison.days_apart
-    table.add_row("days apart", "unknown" if gap is None else f"{gap:g}")
     console.print(table)
     terms = Text("top shared terms: ", style="bold")
     if comparison.shared_terms:

@@ -393,3 +393,29 @@ def test_tokens_and_terms_are_clean(text: str, lang: str | None) -> None:
         assert token and token.split() == [token] and "'" not in token
     for term in Analyzer(lang).terms(text):
         assert term and term.split() == [term] and len(term) >= 1
+
+
+def test_names_are_capitalised_runs_without_sentence_openers():
+    from dedup.normalize import names
+
+    text = (
+        "Putin Kuzey Kore'ye gitti. Kim Jong Un, Pyongyang’da karşıladı. "
+        "The talks ended, the end.\nThe Muğla coast. Yesterday a man came."
+    )
+    assert names(text, "tr") == [
+        ("Putin", "Kuzey", "Kore"),  # apostrophe suffix dropped
+        ("Kim", "Jong", "Un"),  # 'kim' is a Turkish stopword, but not written lowercase here
+        ("Pyongyang",),
+        ("Muğla",),  # 'The' opens the sentence and appears lowercase elsewhere
+    ]  # 'Yesterday' alone at a sentence start is not a name
+    assert names("", "en") == []
+
+
+def test_shared_names_match_by_word_and_numbers_keep_order():
+    from dedup.normalize import names, numbers, shared_names
+
+    first = names("Officials said Vladimir Putin met Kim Jong Un in Pyongyang on 19 June 2024.")
+    second = names("Talks between Putin and Kim ended in Moscow, said the 2024 report of 19 pages.")
+    # "Vladimir Putin" meets "Putin" word by word; Moscow and Pyongyang are one-sided.
+    assert shared_names(first, second) == ["Putin", "Kim"]
+    assert numbers("Magnitude 5.4, 12 injured, 3 cars, 2,500 homes") == ["5.4", "12", "2,500"]

@@ -321,3 +321,20 @@ def test_worker_processes_give_the_same_result(monkeypatch):
 def test_jobs_must_be_positive():
     with pytest.raises(ConfigError):
         dedup.cluster(["a b c"], jobs=0)
+
+
+def test_compare_puts_shared_names_numbers_and_dates_first():
+    first = {
+        "text": "Officials said Vladimir Putin met Kim Jong Un in Pyongyang. "
+        "The two leaders signed 12 agreements in 2024.",
+        "published": "2024-06-19",
+    }
+    second = {
+        "text": "Talks between Putin and Kim ended in Pyongyang with 12 agreements, "
+        "officials said.",
+        "published": "2024-06-20",
+    }
+    comparison = compare(first, second)
+    assert comparison.shared_names == ("Putin", "Kim", "Pyongyang")
+    assert comparison.shared_numbers == ("12",)
+    assert comparison.days_apart == 1.0
