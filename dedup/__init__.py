@@ -16,6 +16,7 @@ from dedup.errors import (
     InputError,
 )
 from dedup.evaluate import Scores, score
+from dedup.index import StoryIndex
 from dedup.io import FieldMap, iter_documents, read_documents
 from dedup.params import PRESETS, Params, resolve_params
 from dedup.pipeline import Comparison, StoryClusterer, cluster, compare, score_pairs
@@ -37,6 +38,7 @@ __all__ = [
     "Params",
     "Scores",
     "StoryClusterer",
+    "StoryIndex",
     "cluster",
     "compare",
     "iter_documents",

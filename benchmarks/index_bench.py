@@ -1,0 +1,94 @@
+"""Speed of the persistent index: add throughput and single-document query latency.
+
+Builds an index of ``--size`` synthetic articles (``benchmarks/corpus.py``) in
+``--batch``-document batches, then times adding one more batch and
+``--queries`` single-document queries, on SQLite and (with ``--redis URL``)
+on Redis. The issue's goals are for 1M documents: >= 2,000 added documents a
+second and a median query <= 5 ms (p99 <= 50 ms) on SQLite.
+
+Usage::
+
+    python benchmarks/index_bench.py --size 20000 --batch 10000 \\
+        --redis redis://127.0.0.1:6390/14
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from corpus import iter_articles  # noqa: E402
+
+from dedup import StoryIndex  # noqa: E402
+
+
+def _bench(location: str, size: int, batch: int, queries: int, seed: int) -> dict[str, float]:
+    articles = iter_articles(size + batch + queries, seed=seed)
+    with StoryIndex(location) as index:
+        start = time.perf_counter()
+        loaded = 0
+        while loaded < size:
+            part = list(itertools.islice(articles, min(batch, size - loaded)))
+            index.add(part)
+            loaded += len(part)
+            print(
+                f"  {location}: {loaded} documents, {time.perf_counter() - start:.0f} s",
+                file=sys.stderr,
+            )
+        part = list(itertools.islice(articles, batch))
+        start = time.perf_counter()
+        index.add(part)
+        add_rate = len(part) / (time.perf_counter() - start)
+        latencies = []
+        for article in itertools.islice(articles, queries):
+            start = time.perf_counter()
+            index.query([article])
+            latencies.append((time.perf_counter() - start) * 1000)
+    latencies.sort()
+    return {
+        "docs_per_s": add_rate,
+        "query_median_ms": statistics.median(latencies),
+        "query_p99_ms": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=100_000, help="documents before timing")
+    parser.add_argument("--batch", type=int, default=10_000, help="documents per add")
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--redis", metavar="URL", help="also time Redis (its db is flushed)")
+    args = parser.parse_args()
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "bench.sqlite")
+        results["sqlite"] = _bench(path, args.size, args.batch, args.queries, args.seed)
+    if args.redis:
+        import redis
+
+        redis.Redis.from_url(args.redis).flushdb()
+        results["redis"] = _bench(args.redis, args.size, args.batch, args.queries, args.seed)
+    print(
+        f"index of {args.size} documents, one more batch of {args.batch}, "
+        f"{args.queries} single-document queries"
+    )
+    print("| store | docs/s added | query median ms | query p99 ms |")
+    print("|---|---|---|---|")
+    for store, r in results.items():
+        print(
+            f"| {store} | {r['docs_per_s']:.0f} | {r['query_median_ms']:.1f} "
+            f"| {r['query_p99_ms']:.1f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

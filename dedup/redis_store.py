@@ -1,0 +1,320 @@
+"""A :class:`dedup.stores.Store` in Redis, for several workers sharing one index.
+
+``redis://host:port/db`` (optionally ``?prefix=name``, default ``dedup``). The
+LSH buckets are datasketch's own Redis storage (``MinHashLSH`` with
+``storage_config={"type": "redis", ...}``); the records are Redis hashes and
+sets written in one ``MULTI``/``EXEC`` per batch, so a batch is all-or-nothing.
+Writers take a lock key (``SET NX`` with an expiry, so a killed writer cannot
+hold it forever); readers check a version counter and retry a torn read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import numpy as np
+
+from dedup.signature import EMPTY, to_minhash
+from dedup.stores import (
+    FORMAT_NAME,
+    SCHEMA_VERSION,
+    Batch,
+    IndexBusyError,
+    IndexFormatError,
+    Store,
+    StoredDocument,
+    StoreUnavailableError,
+    _check_schema,
+    _date,
+    pack_features,
+    unpack_features,
+)
+
+_LOCK_MS = 120_000
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end"
+
+
+class RedisStore(Store):
+    """An index in a Redis database."""
+
+    def __init__(self, url: str, *, timeout: float = 30.0):
+        try:
+            import redis
+        except ImportError:  # pragma: no cover - redis is a dependency
+            raise StoreUnavailableError("a redis:// index needs the redis package") from None
+        self.location = url
+        self.timeout = timeout
+        parsed = urlparse(url)
+        prefix = parse_qs(parsed.query).get("prefix", ["dedup"])[0]
+        self.p = prefix
+        clean = parsed._replace(query="").geturl()
+        try:
+            self.r = redis.Redis.from_url(clean, socket_connect_timeout=5)
+            self.r.ping()
+        except (redis.exceptions.RedisError, ValueError, OSError) as err:
+            raise StoreUnavailableError(f"cannot reach Redis at {url}: {err}") from None
+        self._redis_error = redis.exceptions.RedisError
+        kind = self.r.type(f"{prefix}:meta")
+        if kind not in (b"none", b"hash"):
+            raise IndexFormatError(f"{url}: not a dedup index (key {prefix}:meta is a {kind!r})")
+        if kind == b"hash":
+            meta = self._meta_raw()
+            if meta.get("format") != FORMAT_NAME:
+                raise IndexFormatError(f"{url}: not a dedup index (foreign {prefix}:meta)")
+            _check_schema(url, meta.get("schema"))
+        self.lsh: Any = None
+        self._token: str | None = None
+
+    def configure(self, bands: int, rows: int, seed: int, num_perm: int) -> None:
+        from datasketch import MinHashLSH
+
+        super().configure(bands, rows, seed, num_perm)
+        pool = self.r.connection_pool.connection_kwargs
+        config = {
+            "type": "redis",
+            "basename": f"{self.p}:lsh".encode(),
+            "redis": {"host": pool.get("host"), "port": pool.get("port"), "db": pool.get("db", 0)},
+        }
+        self.lsh = MinHashLSH(
+            num_perm=num_perm, params=(bands, rows), storage_config=config, prepickle=False
+        )
+
+    def _meta_raw(self) -> dict[str, str]:
+        return {k.decode(): v.decode() for k, v in self.r.hgetall(f"{self.p}:meta").items()}
+
+    def meta(self) -> dict[str, Any] | None:
+        meta = self._meta_raw()
+        if not meta:
+            return None
+        return {
+            "schema": int(meta["schema"]),
+            "params": json.loads(meta["params"]),
+            "next_cluster": int(meta["next_cluster"]),
+            "documents": int(meta["documents"]),
+        }
+
+    def create(self, params: dict[str, Any], bands: int, rows: int) -> None:
+        values = {
+            "format": FORMAT_NAME,
+            "schema": str(SCHEMA_VERSION),
+            "params": json.dumps(params, sort_keys=True),
+            "next_cluster": "0",
+            "documents": "0",
+            "version": "0",
+            "lsh": json.dumps([bands, rows]),
+        }
+        with self.writing():
+            if not self.r.exists(f"{self.p}:meta"):
+                self.r.hset(f"{self.p}:meta", mapping=values)
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        if self._token is not None:
+            yield
+            return
+        token = uuid.uuid4().hex
+        deadline = time.monotonic() + self.timeout
+        while not self.r.set(f"{self.p}:lock", token, nx=True, px=_LOCK_MS):
+            if time.monotonic() > deadline:
+                raise IndexBusyError(
+                    f"{self.location}: index is busy (another writer held it "
+                    f"for {self.timeout:g} s)"
+                )
+            time.sleep(0.05)
+        self._token = token
+        try:
+            yield
+        finally:
+            self._token = None
+            with contextlib.suppress(self._redis_error):
+                self.r.eval(_RELEASE, 1, f"{self.p}:lock", token)
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        yield
+
+    def version(self) -> int:
+        return int(self.r.hget(f"{self.p}:meta", "version") or 0)
+
+    def known(self, ids: Sequence[str]) -> set[str]:
+        if not ids:
+            return set()
+        found = self.r.hmget(f"{self.p}:cluster", list(ids))
+        return {i for i, c in zip(ids, found, strict=True) if c is not None}
+
+    def lsh_candidates(self, signatures: np.ndarray, max_bucket: int) -> list[tuple[int, str]]:
+        live = np.flatnonzero(~np.all(signatures == EMPTY, axis=1)).tolist()
+        found: set[tuple[int, bytes]] = set()
+        values = {k: to_minhash(signatures[k], self.seed).hashvalues for k in live}
+        for band, (start, end) in enumerate(self.lsh.hashranges):
+            keys = [self.lsh._H(values[k][start:end]) for k in live]
+            buckets = self.lsh.hashtables[band].getmany(*keys) if keys else []
+            for k, bucket in zip(live, buckets, strict=True):
+                members = sorted(bucket)
+                if max_bucket > 0:
+                    members = members[-max_bucket:]
+                found.update((k, m) for m in members)
+        ids = sorted({m.decode() for _, m in found})
+        committed = self.known(ids)
+        return sorted((k, m.decode()) for k, m in found if m.decode() in committed)
+
+    def documents(self, ids: Iterable[str]) -> dict[str, StoredDocument]:
+        ids = list(ids)
+        if not ids:
+            return {}
+        pipe = self.r.pipeline(transaction=True)
+        for name in ("cluster", "info", "feat", "shingles"):
+            pipe.hmget(f"{self.p}:{name}", ids)
+        clusters, infos, feats, shingles = pipe.execute()
+        out = {}
+        for doc_id, c, info, feat, sh in zip(ids, clusters, infos, feats, shingles, strict=True):
+            if c is None or info is None:
+                continue
+            out[doc_id] = self._document(doc_id, int(c), info, feat, sh)
+        return out
+
+    @staticmethod
+    def _document(doc_id: str, cluster: int, info: bytes, feat: bytes | None, sh: bytes | None):
+        record = json.loads(info)
+        features, counts = unpack_features(feat) if feat else (np.empty(0, np.uint32),) * 2
+        return StoredDocument(
+            id=doc_id,
+            cluster=cluster,
+            published=_date(record["published"]),
+            title=record["title"],
+            source=record["source"],
+            snippet=record["snippet"],
+            distinct_terms=record["distinct"],
+            features=features,
+            counts=counts,
+            shingles=None if sh is None else np.frombuffer(sh, "<u4").astype(np.uint32),
+        )
+
+    def frequencies(self, features: np.ndarray) -> tuple[np.ndarray, int]:
+        values = features.tolist()
+        counts = self.r.hmget(f"{self.p}:df", values) if values else []
+        total = int(self.r.hget(f"{self.p}:meta", "documents") or 0)
+        return np.array([int(c or 0) for c in counts], dtype=np.int64), total
+
+    def members(self, clusters: Iterable[int]) -> dict[int, list[str]]:
+        clusters = list(clusters)
+        pipe = self.r.pipeline(transaction=False)
+        for c in clusters:
+            pipe.smembers(f"{self.p}:members:{c}")
+        return {
+            c: sorted(m.decode() for m in found)
+            for c, found in zip(clusters, pipe.execute(), strict=True)
+        }
+
+    def links_among(self, ids: Iterable[str]) -> list[tuple[str, str, float]]:
+        ids = list(ids)
+        wanted = set(ids)
+        pipe = self.r.pipeline(transaction=False)
+        for doc_id in ids:
+            pipe.hgetall(f"{self.p}:links:{doc_id}")
+        out = []
+        for a, links in zip(ids, pipe.execute(), strict=True):
+            for b_raw, s in links.items():
+                b = b_raw.decode()
+                if a < b and b in wanted:
+                    out.append((a, b, float(s)))
+        return out
+
+    def commit(self, batch: Batch) -> None:
+        p = self.p
+        # LSH first, outside the transaction: entries of a batch that never
+        # commits are filtered out by known(), and replaced if the id comes again.
+        keys = [d.id.encode() for d in batch.documents]
+        for key in keys:
+            if key in self.lsh:
+                self.lsh.remove(key)
+        with self.lsh.insertion_session(buffer_size=10_000) as session:
+            for key, signature in zip(keys, batch.signatures, strict=True):
+                if not np.all(signature == EMPTY):
+                    session.insert(key, to_minhash(signature, self.seed), check_duplication=False)
+        pipe = self.r.pipeline(transaction=True)
+        for d in batch.documents:
+            info = {
+                "published": d.published.isoformat() if d.published else None,
+                "title": d.title,
+                "source": d.source,
+                "snippet": d.snippet,
+                "distinct": d.distinct_terms,
+            }
+            pipe.hset(f"{p}:info", d.id, json.dumps(info))
+            pipe.hset(f"{p}:feat", d.id, pack_features(d.features, d.counts))
+            if d.shingles is not None:
+                pipe.hset(f"{p}:shingles", d.id, d.shingles.astype("<u4").tobytes())
+            pipe.hset(f"{p}:cluster", d.id, d.cluster)
+            pipe.sadd(f"{p}:members:{d.cluster}", d.id)
+        old = self.r.hmget(f"{p}:cluster", list(batch.moved)) if batch.moved else []
+        for (doc_id, c), before in zip(batch.moved.items(), old, strict=True):
+            if before is not None:
+                pipe.srem(f"{p}:members:{int(before)}", doc_id)
+            pipe.hset(f"{p}:cluster", doc_id, c)
+            pipe.sadd(f"{p}:members:{c}", doc_id)
+        for a, b, s in batch.links:
+            pipe.hset(f"{p}:links:{a}", b, repr(s))
+            pipe.hset(f"{p}:links:{b}", a, repr(s))
+        for f, n in zip(batch.df_features.tolist(), batch.df_counts.tolist(), strict=True):
+            pipe.hincrby(f"{p}:df", f, n)
+        pipe.hincrby(f"{p}:meta", "documents", len(batch.documents))
+        pipe.hset(f"{p}:meta", "next_cluster", batch.next_cluster)
+        pipe.hincrby(f"{p}:meta", "version", 1)
+        pipe.execute()
+
+    def remove(self, ids: Sequence[str]) -> list[str]:
+        p = self.p
+        found = self.documents(ids)
+        present = [i for i in ids if i in found]
+        for doc_id in present:
+            if doc_id.encode() in self.lsh:
+                self.lsh.remove(doc_id.encode())
+        pipe = self.r.pipeline(transaction=True)
+        for doc_id in present:
+            d = found[doc_id]
+            for f in d.features.tolist():
+                pipe.hincrby(f"{p}:df", f, -1)
+            for other in self.r.hkeys(f"{p}:links:{doc_id}"):
+                pipe.hdel(f"{p}:links:{other.decode()}", doc_id)
+            pipe.delete(f"{p}:links:{doc_id}")
+            pipe.srem(f"{p}:members:{d.cluster}", doc_id)
+            for name in ("cluster", "info", "feat", "shingles"):
+                pipe.hdel(f"{p}:{name}", doc_id)
+        pipe.hincrby(f"{p}:meta", "documents", -len(present))
+        pipe.hincrby(f"{p}:meta", "version", 1)
+        pipe.execute()
+        return present
+
+    def all_documents(self) -> list[StoredDocument]:
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hgetall(f"{self.p}:cluster")
+        pipe.hgetall(f"{self.p}:info")
+        clusters, infos = pipe.execute()
+        out = []
+        for raw in sorted(clusters):
+            if raw in infos:
+                out.append(self._document(raw.decode(), int(clusters[raw]), infos[raw], None, None))
+        return out
+
+    def all_links(self) -> list[tuple[str, str, float]]:
+        ids = [d.decode() for d in self.r.hkeys(f"{self.p}:cluster")]
+        return self.links_among(ids)
+
+    def counts(self) -> dict[str, int]:
+        clusters = self.r.hvals(f"{self.p}:cluster")
+        return {
+            "documents": len(clusters),
+            "clusters": len(set(clusters)),
+            "links": len(self.all_links()),
+        }
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.r.close()

@@ -1,0 +1,229 @@
+"""The persistent story index (dedup.index), on SQLite and, with DEDUP_TEST_REDIS, on Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import dedup
+from dedup.cli import cli
+from dedup.index import IndexBusyError, IndexFormatError, IndexParamsError, StoryIndex
+from dedup.stores import StoreUnavailableError
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "news"
+REDIS = os.environ.get("DEDUP_TEST_REDIS")
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def location(request, tmp_path) -> str:
+    """A fresh index location on each store."""
+    if request.param == "sqlite":
+        return str(tmp_path / "index.sqlite")
+    if not REDIS:
+        pytest.skip("set DEDUP_TEST_REDIS=redis://host:port/db to test the Redis store")
+    import redis
+
+    redis.Redis.from_url(REDIS).flushdb()
+    return REDIS
+
+
+def _examples() -> list[dedup.Document]:
+    return dedup.read_documents(EXAMPLES)
+
+
+def _agreement(location: str, docs: list[dedup.Document], batches: int) -> float:
+    expected = dedup.cluster(docs).labels.tolist()
+    order = list(range(len(docs)))
+    random.Random(0).shuffle(order)
+    size = -(-len(docs) // batches)
+    with StoryIndex(location) as index:
+        for k in range(batches):
+            index.add([docs[i] for i in order[k * size : (k + 1) * size]])
+        result = index.clusters()
+    label = {d.id: int(x) for d, x in zip(result.documents, result.labels, strict=True)}
+    return dedup.score([label[d.id] for d in docs], expected).bcubed_f1
+
+
+def test_examples_in_batches_agree_with_one_run(location):
+    assert _agreement(location, _examples(), 4) >= 0.97
+
+
+def test_ecbplus_in_ten_batches_agrees_with_one_run(location, shared_data):
+    docs = dedup.read_documents(shared_data / "ecbplus" / "ecbplus.jsonl")
+    assert _agreement(location, docs, 10) >= 0.97
+
+
+@pytest.mark.skipif(not os.environ.get("DEDUP_SLOW"), reason="slow: set DEDUP_SLOW=1")
+def test_googlenews_in_ten_batches_agrees_with_one_run(tmp_path, shared_data):
+    docs = dedup.read_documents(shared_data / "googlenews" / "googlenews_ts.jsonl")
+    assert _agreement(str(tmp_path / "gn.sqlite"), docs, 10) >= 0.97
+
+
+def test_readding_is_idempotent_or_an_error(location):
+    docs = _examples()
+    with StoryIndex(location) as index:
+        first = index.add(docs[:10])
+        again = index.add(docs[:12])
+        assert [a.status for a in again[:10]] == ["exists"] * 10
+        assert [a.cluster for a in again[:10]] == [a.cluster for a in first]
+        assert index.stats()["documents"] == 12
+        with pytest.raises(dedup.DuplicateIdError, match="already in the index"):
+            index.add(docs[11:13], on_duplicate="error")
+        assert index.stats()["documents"] == 12
+
+
+def test_query_is_read_only_and_finds_the_cluster(location):
+    docs = _examples()
+    with StoryIndex(location) as index:
+        added = {a.id: a.cluster for a in index.add(docs[1:])}
+        (answer,) = index.query([dict(id="probe", text=docs[0].text, title=docs[0].title)])
+        partner = next(d.id for d in docs[1:] if added[d.id] == answer.cluster)
+        assert answer.cluster is not None and answer.matches and partner
+        assert index.stats()["documents"] == len(docs) - 1
+
+
+def test_remove_and_clusters(location):
+    docs = _examples()
+    with StoryIndex(location) as index:
+        index.add(docs)
+        assert index.remove([docs[0].id, "no-such-id"]) == [docs[0].id]
+        result = index.clusters()
+        assert sorted(d.id for d in result.documents) == sorted(d.id for d in docs[1:])
+
+
+def test_parameters_are_fixed_at_creation(location):
+    with StoryIndex(location, threshold=0.05) as index:
+        index.add(_examples()[:3])
+    with StoryIndex(location) as index:
+        assert index.params.threshold == 0.05
+    with pytest.raises(IndexParamsError, match="threshold=0.05"):
+        StoryIndex(location, threshold=0.2)
+
+
+def test_corrupt_foreign_and_old_files_are_named(tmp_path):
+    garbage = tmp_path / "garbage.idx"
+    garbage.write_bytes(os.urandom(4096))
+    with pytest.raises(IndexFormatError, match="garbage.idx: not a dedup index"):
+        StoryIndex(garbage)
+    foreign = tmp_path / "foreign.db"
+    with sqlite3.connect(foreign) as db:
+        db.execute("CREATE TABLE people (name TEXT)")
+    with pytest.raises(IndexFormatError, match="foreign.db: not a dedup index"):
+        StoryIndex(foreign)
+    old = tmp_path / "old.sqlite"
+    StoryIndex(old).close()
+    with sqlite3.connect(old) as db:
+        db.execute("UPDATE meta SET value = '0' WHERE key = 'schema'")
+    with pytest.raises(IndexFormatError, match="schema version 0"):
+        StoryIndex(old)
+
+
+def test_unreachable_redis_is_one_clear_error():
+    with pytest.raises(StoreUnavailableError, match="cannot reach Redis at redis://127.0.0.1:1/0"):
+        StoryIndex("redis://127.0.0.1:1/0")
+
+
+def test_cli_add_query_clusters_stats_remove(tmp_path):
+    runner = CliRunner()
+    index = str(tmp_path / "cli.sqlite")
+    out = runner.invoke(cli, ["index", "add", index, str(EXAMPLES), "--format", "jsonl"])
+    assert out.exit_code == 0, out.output
+    records = [json.loads(line) for line in out.output.splitlines()]
+    assert len(records) == len(_examples()) and {"id", "cluster"} <= set(records[0])
+    probe = tmp_path / "probe.jsonl"
+    probe.write_text(json.dumps({"id": "p", "text": _examples()[0].text}) + "\n")
+    out = runner.invoke(cli, ["index", "query", index, str(probe), "--format", "jsonl"])
+    assert out.exit_code == 0 and json.loads(out.output)["status"] == "joined"
+    out = runner.invoke(cli, ["index", "clusters", index, "--format", "jsonl"])
+    assert len(out.output.splitlines()) == len(records)
+    out = runner.invoke(cli, ["index", "stats", index])
+    assert json.loads(out.output)["documents"] == len(records)
+    out = runner.invoke(cli, ["index", "remove", index, records[0]["id"]])
+    assert out.exit_code == 0 and "removed 1 of 1" in out.output
+    bad = tmp_path / "bad.idx"
+    bad.write_text("not an index\n" * 100)
+    out = runner.invoke(cli, ["index", "stats", str(bad)])
+    assert out.exit_code == 1 and out.output.count("\n") == 1 and "bad.idx" in out.output
+
+
+# --- real processes ---------------------------------------------------------------
+
+_WRITER = textwrap.dedent(
+    """
+    import sys, dedup
+    location, start, stop = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    timeout = float(sys.argv[4])
+    docs = dedup.read_documents(sys.argv[5])
+    with dedup.StoryIndex(location, timeout=timeout) as index:
+        index.add(docs[:start])
+        print("committed", flush=True)
+        index.add(docs[start:stop])
+        print("done", flush=True)
+    """
+)
+
+
+def _writer(location: str, start: int, stop: int, path: Path, timeout: float = 30.0):
+    return subprocess.Popen(
+        [sys.executable, "-c", _WRITER, location, str(start), str(stop), str(timeout), str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_sigkill_during_add_leaves_whole_batches(location, shared_data):
+    path = shared_data / "ecbplus" / "ecbplus.jsonl"
+    ids = [d.id for d in dedup.read_documents(path)]
+    writer = _writer(location, 100, 700, path)
+    assert writer.stdout.readline().strip() == "committed"
+    time.sleep(1.5)  # well inside the second, 600-document batch
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    with StoryIndex(location) as index:
+        present = sorted(d.id for d in index.clusters().documents)
+    assert present in (sorted(ids[:100]), sorted(ids[:700]))
+
+
+def test_readers_query_while_a_writer_adds(location, shared_data):
+    path = shared_data / "ecbplus" / "ecbplus.jsonl"
+    docs = dedup.read_documents(path)
+    with StoryIndex(location) as index:
+        index.add(docs[:50])
+    writer = _writer(location, 100, 400, path)
+    with StoryIndex(location) as index:
+        while writer.poll() is None:
+            for answer in index.query(docs[500:503]):
+                assert answer.cluster is None or answer.cluster >= 0
+            result = index.clusters()
+            assert len(result.documents) in (50, 100, 400)  # whole batches only
+    assert writer.returncode == 0, writer.stderr.read()
+
+
+def test_two_writers_on_one_sqlite_file_serialise_or_say_busy(tmp_path, shared_data):
+    path = shared_data / "ecbplus" / "ecbplus.jsonl"
+    location = str(tmp_path / "shared.sqlite")
+    StoryIndex(location).close()
+    writers = [_writer(location, 200, 500, path, timeout=t) for t in (60.0, 0.05)]
+    outputs = [w.communicate() for w in writers]
+    for w, (_, err) in zip(writers, outputs, strict=True):
+        assert w.returncode == 0 or "index is busy" in err, err
+    assert writers[0].returncode == 0
+    with StoryIndex(location) as index:
+        assert index.stats()["documents"] == 500
+        assert sqlite3.connect(location).execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_busy_error_is_a_dedup_error():
+    assert issubclass(IndexBusyError, dedup.DedupError)
