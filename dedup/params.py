@@ -51,6 +51,8 @@ class Params:
         An LSH bucket of more documents pairs each only with this many others
         (0 = pair whole buckets), so one very common shingle cannot make the
         candidate pairs quadratic.
+    min_bands : int
+        Keep candidate pairs that collide in at least this many LSH bands.
     similarity : {"cosine", "jaccard"}
         How candidate pairs are scored: TF-IDF cosine of terms, or exact
         Jaccard of shingles.
@@ -80,6 +82,7 @@ class Params:
     keywords: int = 40
     lsh_threshold: float = 0.01
     max_bucket: int = 200
+    min_bands: int = 3
     similarity: str = "cosine"
     tfidf_ngrams: int = 2
     threshold: float = 0.045
@@ -101,6 +104,7 @@ PRESETS: Mapping[str, Params] = {
         shingle="word",
         shingle_size=3,
         keywords=0,
+        min_bands=1,
         # LSH must propose pairs well below the merge threshold, or near-threshold
         # copies are never checked (benchmarks/near_duplicates.py).
         lsh_threshold=0.2,
@@ -153,6 +157,8 @@ def _validate(p: Params) -> None:
         raise ConfigError("keywords must be a whole number, 0 to sign shingles")
     if not isinstance(p.max_bucket, int) or p.max_bucket < 0:
         raise ConfigError("max_bucket must be a whole number, 0 for no bound")
+    if not isinstance(p.min_bands, int) or p.min_bands < 1:
+        raise ConfigError("min_bands must be a positive whole number")
     if not 0.0 < p.lsh_threshold < 1.0:
         raise ConfigError("lsh_threshold must be between 0 and 1 (exclusive)")
     if not 0.0 < p.threshold <= 1.0:

@@ -40,7 +40,7 @@ from dedup.vectors import (
     tfidf_rows,
     top_features,
 )
-from dedup.verify import days_apart, pair_cosines, pair_jaccards, time_factor
+from dedup.verify import pair_jaccards, story_scores
 
 DocumentLike = Document | str | Mapping[str, Any]
 Progress = Callable[[str, int, int], None]
@@ -197,23 +197,23 @@ def _score(
 
     ``matrix`` is the batch's document matrix when the caller already has it.
     """
-    parts: dict[str, np.ndarray] = {}
+    weights = None
     if params.similarity == "cosine":
         if matrix is None:
             matrix, _ = _document_matrix(prepared, params)
         weights = length_weights(_distinct_counts(prepared.terms), params.length_reference)
-        parts["cosine"] = pair_cosines(matrix, rows, cols)
-        parts["length_factor"] = weights[rows] * weights[cols]
-        base = parts["cosine"] * parts["length_factor"]
     else:
-        parts["jaccard"] = pair_jaccards(prepared.hash_sets, rows, cols)
-        base = parts["jaccard"]
-    parts["days_apart"] = days_apart(prepared.published, rows, cols)
-    parts["time_factor"] = time_factor(
-        parts["days_apart"], params.time_window_days, params.time_scale_days
+        matrix = None
+    return story_scores(
+        matrix,
+        weights,
+        prepared.published,
+        rows,
+        cols,
+        params.time_window_days,
+        params.time_scale_days,
+        prepared.hash_sets,
     )
-    parts["score"] = np.clip(base * parts["time_factor"], 0.0, 1.0)
-    return parts
 
 
 def _build_result(
@@ -297,7 +297,9 @@ def run(
         sigs = signatures(sets, params.num_perm, params.seed)
     with stage("candidates"):
         bands, rows_per_band = lsh_params(params.lsh_threshold, params.num_perm)
-        rows, cols = candidate_pairs(sigs, bands, rows_per_band, params.max_bucket)
+        rows, cols = candidate_pairs(
+            sigs, bands, rows_per_band, params.max_bucket, min(params.min_bands, bands)
+        )
     stats.update(lsh_bands=bands, lsh_rows=rows_per_band, candidate_pairs=int(rows.size))
     with stage("verify"):
         scores = _score(prepared, rows, cols, params, matrix)["score"]

@@ -206,3 +206,33 @@ def test_candidate_pairs_rejects_banding(bands, rows):
     sigs = np.zeros((3, 16), dtype=np.uint32)
     with pytest.raises(ConfigError):
         candidate_pairs(sigs, bands, rows)
+
+
+@settings(max_examples=100, deadline=None)
+@given(case=banded_signatures(), min_bands=st.integers(1, 4))
+def test_min_bands_keeps_pairs_colliding_in_that_many_bands(case, min_bands):
+    sigs, bands, rows = case
+    min_bands = min(min_bands, bands)
+    left, right = candidate_pairs(sigs, bands, rows, min_bands=min_bands)
+    got = list(zip(left.tolist(), right.tolist(), strict=True))
+    live = ~np.all(sigs == EMPTY, axis=1)
+    expected = [
+        (i, j)
+        for i, j in combinations(range(len(sigs)), 2)
+        if live[i]
+        and live[j]
+        and sum(
+            np.array_equal(sigs[i, k * rows : (k + 1) * rows], sigs[j, k * rows : (k + 1) * rows])
+            for k in range(bands)
+        )
+        >= min_bands
+    ]
+    assert got == expected
+
+
+def test_min_bands_out_of_range_is_a_config_error():
+    sigs = np.ones((2, 8), dtype=np.uint32)
+    with pytest.raises(ConfigError):
+        candidate_pairs(sigs, 4, 2, min_bands=5)
+    with pytest.raises(ConfigError):
+        candidate_pairs(sigs, 4, 2, min_bands=0)
