@@ -20,19 +20,30 @@ The store (:mod:`dedup.stores`) is one SQLite file or a Redis database.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy import sparse
 
 from dedup.candidates import candidate_pairs, lsh_params
 from dedup.errors import ConfigError, DuplicateIdError
 from dedup.linkage import average_linkage, single_linkage
 from dedup.params import Params, resolve_params
-from dedup.pipeline import DocumentLike, _build_result, _distinct_counts, _prepare, as_documents
+from dedup.pipeline import (
+    DocumentLike,
+    _analyse,
+    _build_result,
+    _pool_context,
+    as_documents,
+    default_jobs,
+)
 from dedup.records import ClusterResult, Document
+from dedup.shingle import shingle_hashes
 from dedup.signature import signatures
 from dedup.stores import (
     Batch,
@@ -44,8 +55,14 @@ from dedup.stores import (
     StoreUnavailableError,
     open_store,
 )
-from dedup.vectors import DocumentFrequencies, feature_hashes, length_weights, tfidf_rows
-from dedup.verify import days_apart, pair_cosines, pair_jaccards, time_factor
+from dedup.vectors import (
+    DocumentFrequencies,
+    feature_hashes,
+    length_weights,
+    tfidf_rows,
+    top_features,
+)
+from dedup.verify import story_scores
 
 __all__ = [
     "Assignment",
@@ -58,6 +75,8 @@ __all__ = [
 
 _LINK_FLOOR = 0.25  # as in dedup.pipeline: links under this share of the threshold are dropped
 _SNIPPET = 300
+_DF_RUNS = 16  # DF runs in the store before a writer merges them into one
+_CHUNK = 2000  # documents per analysis task, as dedup.pipeline: amortises the pickling
 
 
 @dataclass(frozen=True)
@@ -150,6 +169,10 @@ class StoryIndex:
             raise
         self.bands, self.rows = lsh_params(self.params.lsh_threshold, self.params.num_perm)
         self.store.configure(self.bands, self.rows, self.params.seed, self.params.num_perm)
+        # Document frequencies as of store run ``_df_run`` (see _frequencies).
+        self._df_run = -1
+        self._df_pending = 0  # runs read since the last full one
+        self._df: tuple[np.ndarray, np.ndarray] = (np.empty(0, np.uint32), np.empty(0, np.int64))
 
     def _open(self, preset: str | None, options: dict[str, Any]) -> Params:
         asked = {k: v for k, v in options.items() if v is not None}
@@ -209,15 +232,21 @@ class StoryIndex:
                 first = next(d for d in docs if d.id in present)
                 raise DuplicateIdError(f"id {first.id!r} is already in the index", first.origin)
             plan = self._plan([d for d in docs if d.id not in present], write=True)
-            if plan.batch.documents:
-                self.store.commit(plan.batch)
+            batch = plan.batch
+            if batch.documents:
+                merged = merge_counts(*self._df, batch.df_features, batch.df_counts)
+                if self._df_pending + 1 >= _DF_RUNS:
+                    # Too many runs to read on open: write the whole table as one.
+                    batch.df_full = True
+                    batch.df_features, batch.df_counts = merged
+                self.store.commit(batch)
+                # The commit is the next run: keep the merge instead of reading it back.
+                self._df, self._df_run = merged, batch.df_run
+                self._df_pending = 0 if batch.df_full else self._df_pending + 1
         by_id = {a.id: a for a in plan.assignments}
         if present:
             stored = self.store.documents(present)
-            sizes = {
-                c: len(m)
-                for c, m in self.store.members({d.cluster for d in stored.values()}).items()
-            }
+            sizes = self.store.cluster_sizes({d.cluster for d in stored.values()})
             for doc_id, d in stored.items():
                 by_id[doc_id] = Assignment(doc_id, d.cluster, "exists", 0.0, sizes[d.cluster])
         return [by_id[d.id] for d in docs]
@@ -289,64 +318,163 @@ class StoryIndex:
 
     # --- the incremental step -----------------------------------------------------
 
+    def _frequencies(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """The store's document frequencies, cached in memory and brought up to date.
+
+        The store keeps them as runs (one per commit, merged now and then);
+        only runs newer than the cache are read, so a writer adding batch
+        after batch, or a process answering query after query, reads them once.
+        """
+        runs, total = self.store.df_runs(self._df_run)
+        for run, full, features, counts in runs:
+            if full:
+                self._df, self._df_pending = (features, counts), 0
+            else:
+                self._df = merge_counts(*self._df, features, counts)
+                self._df_pending += 1
+            self._df_run = run
+        return self._df[0], self._df[1], total
+
+    def _featurise(self, docs: Sequence[Document]) -> tuple[list[np.ndarray], np.ndarray, list]:
+        """Feature hashes (with repeats), distinct-term counts and shingle sets of ``docs``.
+
+        Large batches are analysed by worker processes, as ``dedup cluster --jobs``
+        does: analysis is pure Python and most of an ``add``'s time.
+        """
+        params = self.params
+        items = [(d.text, d.title, d.lang) for d in docs]
+        need_sets = params.similarity == "jaccard" or not params.keywords
+        work = functools.partial(
+            _featurise_chunk,
+            lang=params.lang,
+            stem=params.stem,
+            stop=params.stopwords,
+            shingle=(params.shingle, params.shingle_size) if need_sets else None,
+            ngrams=params.tfidf_ngrams,
+        )
+        chunks = [items[k : k + _CHUNK] for k in range(0, len(items), _CHUNK)]
+        jobs = min(default_jobs(), len(chunks))
+        if jobs > 1:
+            with ProcessPoolExecutor(jobs, mp_context=_pool_context()) as pool:
+                parts = list(pool.map(work, chunks))
+        else:
+            parts = [work(c) for c in chunks]
+        feats = [f for part in parts for f in part[0]]
+        distinct = np.array([k for part in parts for k in part[1]], dtype=np.int64)
+        sets = [h for part in parts for h in part[2]]
+        return feats, distinct, sets
+
     def _plan(self, docs: Sequence[Document], *, write: bool) -> _Plan:
         params = self.params
         docs = sorted(docs, key=lambda d: d.id)  # canonical order, as the batch run
         n = len(docs)
         if n == 0:
             return _Plan([], Batch())
-        prepared = _prepare(docs, params, None, {})
-        sigs = signatures(prepared.hash_sets, params.num_perm, params.seed)
-        feats = [feature_hashes(t, params.tfidf_ngrams) for t in prepared.terms]
-        distinct = _distinct_counts(prepared.terms)
+        feats, distinct, sets = self._featurise(docs)
         batch_df = DocumentFrequencies.count(feats)
-        new = _Nodes(
-            [d.id for d in docs],
-            list(feats),
-            distinct.tolist(),
-            list(prepared.published),
-            list(prepared.hash_sets),
-            [-1] * n,
-        )
-        max_bucket = int(getattr(params, "max_bucket", 0))
+        stored_features, stored_counts, stored_n = self._frequencies()
+        total = stored_n + n
+        cosine = params.similarity == "cosine"
 
-        # Candidates: new x new by LSH, new x stored from the store's buckets.
-        new_rows, new_cols = candidate_pairs(sigs, self.bands, self.rows, max_bucket)
-        old_pairs = self.store.lsh_candidates(sigs, max_bucket)
+        # Vectors of the new documents, IDF from the store plus the batch, so a
+        # verdict does not depend on which batch an article came in with.
+        new_matrix = new_columns = None
+        if cosine:
+            new_df = _lookup(stored_features, stored_counts, batch_df.features) + batch_df.counts
+            frequencies = DocumentFrequencies(batch_df.features, new_df, total)
+            new_matrix, new_columns = tfidf_rows(feats, frequencies)
+        if cosine and params.keywords:
+            # Keywords among features another document holds too, as the batch
+            # run picks them among the features its batch shares.
+            shared_df = _lookup(batch_df.features, new_df, new_columns)
+            shared = np.flatnonzero(shared_df > 1)
+            keyword_sets = top_features(
+                new_matrix[:, shared].tocsr(), new_columns[shared], params.keywords
+            )
+            sigs = signatures(keyword_sets, params.num_perm, params.seed)
+        else:
+            sigs = signatures(sets, params.num_perm, params.seed)
+
+        # Candidates: new x new by LSH over the batch, new x stored from the store's buckets.
+        min_bands = min(params.min_bands, self.bands)
+        new_rows, new_cols = candidate_pairs(
+            sigs, self.bands, self.rows, params.max_bucket, min_bands
+        )
+        old_pairs = self.store.lsh_candidates(sigs, params.max_bucket, min_bands)
         found = self.store.documents(sorted({doc_id for _, doc_id in old_pairs}))
-        new.extend(found[i] for i in sorted(found))
-        at = {doc_id: k for k, doc_id in enumerate(new.ids)}
-        rows = np.concatenate([new_rows, [k for k, d in old_pairs if d in at]]).astype(np.int64)
-        cols = np.concatenate([new_cols, [at[d] for _, d in old_pairs if d in at]]).astype(np.int64)
-        scores = self._scores(new, batch_df, n, rows, cols)
-        floor = params.threshold * _LINK_FLOOR
-
-        # The existing clusters the batch links to are clustered again, with the batch.
-        touched = sorted({new.cluster[j] for j in cols[(scores >= floor) & (cols >= n)].tolist()})
-        members = self.store.members(touched) if touched else {}
-        member_ids = sorted(m for c in touched for m in members[c])
-        nodes = _Nodes(
-            new.ids[:n], feats[:], new.distinct[:n], new.published[:n], new.sets[:n], [-1] * n
-        )
-        fetched = self.store.documents([m for m in member_ids if m not in found])
-        nodes.extend(found[m] if m in found else fetched[m] for m in member_ids)
-        at = {doc_id: k for k, doc_id in enumerate(nodes.ids)}
-        keep = np.array([j < n or new.ids[j] in at for j in cols.tolist()], dtype=bool)
-        stored = self.store.links_among(member_ids) if member_ids else []
-        rows = np.concatenate([rows[keep], [at[a] for a, _, _ in stored]]).astype(np.int64)
-        cols = np.concatenate(
-            [[at[new.ids[j]] for j in cols[keep].tolist()], [at[b] for _, b, _ in stored]]
-        ).astype(np.int64)
-        scores = self._scores(nodes, batch_df, n, rows, cols)
-        kept = scores >= floor
+        old_ids = sorted(found)
+        at = {doc_id: n + k for k, doc_id in enumerate(old_ids)}
+        pairs = [(k, at[d]) for k, d in old_pairs if d in at]
+        rows = np.concatenate([new_rows, np.array([k for k, _ in pairs], np.int64)])
+        cols = np.concatenate([new_cols, np.array([j for _, j in pairs], np.int64)])
+        old = [found[d] for d in old_ids]
+        published = [d.published for d in docs] + [d.published for d in old]
+        if cosine:
+            old_lists = [d.feature_list() for d in old]
+            old_union = np.unique(np.concatenate([d.features for d in old])) if old else None
+            if old_union is not None:
+                old_df = _lookup(stored_features, stored_counts, old_union) + _lookup(
+                    batch_df.features, batch_df.counts, old_union
+                )
+                old_matrix, old_columns = tfidf_rows(
+                    old_lists, DocumentFrequencies(old_union, old_df, total)
+                )
+                matrix = _stack(new_matrix, new_columns, old_matrix, old_columns)
+            else:
+                matrix = new_matrix
+            lengths = np.concatenate([distinct, [d.distinct_terms for d in old]]).astype(np.int64)
+            weights = length_weights(lengths, params.length_reference)
+            hash_sets = None
+        else:
+            matrix = weights = None
+            hash_sets = list(sets) + [
+                d.shingles if d.shingles is not None else np.empty(0, np.uint32) for d in old
+            ]
+        scores = story_scores(
+            matrix,
+            weights,
+            published,
+            rows,
+            cols,
+            params.time_window_days,
+            params.time_scale_days,
+            hash_sets,
+        )["score"]
+        kept = scores >= params.threshold * _LINK_FLOOR
         rows, cols, scores = rows[kept], cols[kept], scores[kept]
 
+        # The existing clusters the batch links to are clustered again with it,
+        # member by member, over their stored links: a new document can still
+        # split or regroup them, as the batch run would. Only the stored links
+        # are scored again (with today's frequencies), never all member pairs.
+        old_cluster = [d.cluster for d in old]
+        touched = sorted({old_cluster[j - n] for j in cols[cols >= n].tolist()})
+        members, stored = self.store.cluster_links(touched) if touched else ({}, [])
+        if stored:
+            ends = sorted({a for a, _, _ in stored} | {b for _, b, _ in stored})
+            fetched = self.store.documents([e for e in ends if e not in found])
+            ends_docs = {e: found[e] if e in found else fetched[e] for e in ends}
+            fresh = self._rescore(stored, ends_docs, batch_df, total)
+            stored = [(a, b, s) for (a, b, _), s in zip(stored, fresh.tolist(), strict=True)]
+        node_ids = [d.id for d in docs] + sorted(m for c in touched for m in members[c])
+        at = {doc_id: k for k, doc_id in enumerate(node_ids)}
+        cluster_at = {m: c for c in touched for m in members[c]}
+        # Candidates outside the touched clusters link below the floor: dropped.
+        ids = [d.id for d in docs] + old_ids
+        keep = np.array([j < n or ids[j] in at for j in cols.tolist()], dtype=bool)
+        rows, cols, scores = rows[keep], cols[keep], scores[keep]
+        node_cols = np.array([j if j < n else at[ids[j]] for j in cols.tolist()], np.int64)
+        all_rows = np.concatenate([rows, np.array([at[a] for a, _, _ in stored], np.int64)])
+        all_cols = np.concatenate([node_cols, np.array([at[b] for _, b, _ in stored], np.int64)])
+        all_scores = np.concatenate([scores, np.array([s for _, _, s in stored])])
         # Link in id order, as the batch run does, so ties break the same way.
-        order = np.array(sorted(range(len(nodes.ids)), key=lambda k: nodes.ids[k]), dtype=np.int64)
+        order = np.array(sorted(range(len(node_ids)), key=lambda k: node_ids[k]), np.int64)
         rank = np.empty_like(order)
         rank[order] = np.arange(order.size)
         linkage = average_linkage if params.linkage == "average" else single_linkage
-        labels = linkage(order.size, rank[rows], rank[cols], scores, params.threshold)[rank]
+        labels = linkage(order.size, rank[all_rows], rank[all_cols], all_scores, params.threshold)[
+            rank
+        ]
 
         # Cluster ids: each old id goes to the group holding most of its members.
         meta = self.store.meta()
@@ -355,11 +483,9 @@ class StoryIndex:
         for k, label in enumerate(labels.tolist()):
             groups.setdefault(label, []).append(k)
         claims = sorted(
-            (
-                (-sum(1 for k in g if nodes.cluster[k] == c), c, label)
-                for label, g in groups.items()
-                for c in {nodes.cluster[k] for k in g if k >= n}
-            )
+            (-sum(1 for k in g if cluster_at.get(node_ids[k]) == c), c, label)
+            for label, g in groups.items()
+            for c in {cluster_at[node_ids[k]] for k in g if k >= n}
         )
         cluster_of_group: dict[int, int | None] = {}
         taken: set[int] = set()
@@ -367,29 +493,31 @@ class StoryIndex:
             if label not in cluster_of_group and c not in taken:
                 cluster_of_group[label] = c
                 taken.add(c)
-        for label in sorted(groups, key=lambda g: nodes.ids[groups[g][0]]):
+        for label in sorted(groups, key=lambda g: node_ids[groups[g][0]]):
             if label not in cluster_of_group:
                 if write:
                     cluster_of_group[label], next_cluster = next_cluster, next_cluster + 1
                 else:
                     cluster_of_group[label] = None
         moved = {
-            nodes.ids[k]: cluster_of_group[labels[k]]
-            for k in range(n, len(nodes.ids))
-            if cluster_of_group[labels[k]] != nodes.cluster[k]
+            node_ids[k]: cluster_of_group[labels[k]]
+            for k in range(n, len(node_ids))
+            if cluster_of_group[labels[k]] != cluster_at[node_ids[k]]
         }
 
         # Per new document: mean score to the rest of its cluster, and its matches.
         size = {label: len(g) for label, g in groups.items()}
-        support = np.zeros(len(nodes.ids))
-        same = labels[rows] == labels[cols]
+        same = labels[rows] == labels[node_cols]
+        support = np.zeros(n)
         np.add.at(support, rows[same], scores[same])
-        np.add.at(support, cols[same], scores[same])
+        inner = same & (node_cols < n)
+        np.add.at(support, node_cols[inner], scores[inner])
         match: list[dict[int, float]] = [{} for _ in range(n)]
-        for i, j, s in zip(rows.tolist(), cols.tolist(), scores.tolist(), strict=True):
-            if i < n <= j:
-                c = nodes.cluster[j]
-                match[i][c] = match[i].get(c, 0.0) + s / len(members[c])
+        if not write:
+            for i, j, s in zip(rows.tolist(), node_cols.tolist(), scores.tolist(), strict=True):
+                if j >= n:
+                    c = cluster_at[node_ids[j]]
+                    match[i][c] = match[i].get(c, 0.0) + s / len(members[c])
         assignments = []
         for i, doc in enumerate(docs):
             label = int(labels[i])
@@ -403,76 +531,67 @@ class StoryIndex:
                     "joined" if joined else "new",
                     float(support[i] / (total - 1)) if total > 1 else 0.0,
                     total,
-                    () if write else ranked,
+                    ranked,
                 )
             )
         batch = Batch()
         if write:
-            batch = self._batch(docs, prepared, sigs, feats, distinct, assignments)
+            batch = self._batch(docs, feats, distinct, sets, sigs, assignments)
             batch.moved = moved
             batch.next_cluster = next_cluster
             batch.df_features, batch.df_counts = batch_df.features, batch_df.counts
             batch.links = [
-                (nodes.ids[i], nodes.ids[j], s)
+                (ids[i], ids[j], s)
                 for i, j, s in zip(rows.tolist(), cols.tolist(), scores.tolist(), strict=True)
-                if i < n or j < n
             ]
-            # Stored links among members were rescored: keep the new values.
-            batch.links += [
-                (nodes.ids[i], nodes.ids[j], s)
-                for i, j, s in zip(rows.tolist(), cols.tolist(), scores.tolist(), strict=True)
-                if i >= n and j >= n
-            ]
+            batch.links += stored  # rescored: keep today's values
         return _Plan(assignments, batch)
 
-    def _scores(
+    def _rescore(
         self,
-        nodes: _Nodes,
+        links: list[tuple[str, str, float]],
+        documents: dict[str, StoredDocument],
         batch_df: DocumentFrequencies,
-        n_new: int,
-        rows: np.ndarray,
-        cols: np.ndarray,
+        total: int,
     ) -> np.ndarray:
-        """Scores of (rows, cols) among ``nodes``, as the pipeline scores them.
-
-        IDF comes from the store's document frequencies plus the batch's
-        (``batch_df`` over the first ``n_new`` nodes, which are not stored yet).
-        """
+        """Scores of stored links between stored documents, with the frequencies of today."""
         params = self.params
-        if rows.size == 0:
-            return np.empty(0)
+        ids = sorted(documents)
+        position = {doc_id: k for k, doc_id in enumerate(ids)}
+        rows = np.array([position[a] for a, _, _ in links], dtype=np.int64)
+        cols = np.array([position[b] for _, b, _ in links], dtype=np.int64)
+        stored = [documents[i] for i in ids]
+        matrix = weights = hash_sets = None
         if params.similarity == "cosine":
-            used = np.unique(np.concatenate([rows, cols]))
-            lists = [
-                nodes.features[k] if k in set(used.tolist()) else np.empty(0, np.uint32)
-                for k in range(len(nodes.ids))
-            ]
-            union = np.unique(np.concatenate(lists).astype(np.uint32))
-            stored_counts, stored_n = self.store.frequencies(union)
-            batch_counts = np.zeros(union.size, dtype=np.int64)
-            inside = np.isin(batch_df.features, union)
-            batch_counts[np.searchsorted(union, batch_df.features[inside])] = batch_df.counts[
-                inside
-            ]
-            frequencies = DocumentFrequencies(union, stored_counts + batch_counts, stored_n + n_new)
-            weights = length_weights(
-                np.asarray(nodes.distinct, dtype=np.int64), params.length_reference
+            union = np.unique(np.concatenate([d.features for d in stored]))
+            df = _lookup(*self._df, union) + _lookup(batch_df.features, batch_df.counts, union)
+            matrix, _ = tfidf_rows(
+                [d.feature_list() for d in stored], DocumentFrequencies(union, df, total)
             )
-            matrix, _ = tfidf_rows(lists, frequencies)
-            base = pair_cosines(matrix, rows, cols) * weights[rows] * weights[cols]
+            lengths = np.array([d.distinct_terms for d in stored], dtype=np.int64)
+            weights = length_weights(lengths, params.length_reference)
         else:
-            base = pair_jaccards(nodes.sets, rows, cols)
-        gaps = days_apart(nodes.published, rows, cols)
-        factor = time_factor(gaps, params.time_window_days, params.time_scale_days)
-        return np.clip(base * factor, 0.0, 1.0)
+            hash_sets = [
+                d.shingles if d.shingles is not None else np.empty(0, np.uint32) for d in stored
+            ]
+        return story_scores(
+            matrix,
+            weights,
+            [d.published for d in stored],
+            rows,
+            cols,
+            params.time_window_days,
+            params.time_scale_days,
+            hash_sets,
+        )["score"]
 
     def _batch(
         self,
         docs: Sequence[Document],
-        prepared: Any,
-        sigs: np.ndarray,
         feats: list[np.ndarray],
         distinct: np.ndarray,
+        sets: list[np.ndarray],
+        sigs: np.ndarray,
         assignments: list[Assignment],
     ) -> Batch:
         batch = Batch(signatures=sigs)
@@ -492,31 +611,76 @@ class StoryIndex:
                     distinct_terms=int(distinct[k]),
                     features=features,
                     counts=counts.astype(np.uint32),
-                    shingles=np.unique(prepared.hash_sets[k]) if jaccard else None,
+                    shingles=np.unique(sets[k]) if jaccard else None,
                 )
             )
         return batch
 
 
-@dataclass
-class _Nodes:
-    """Documents taking part in one incremental step: the batch's first, then stored ones."""
+def _featurise_chunk(
+    items: Sequence[tuple[str, str | None, str | None]],
+    lang: str | None,
+    stem: bool,
+    stop: bool,
+    shingle: tuple[str, int] | None,
+    ngrams: int,
+) -> tuple[list[np.ndarray], list[int], list[np.ndarray]]:
+    """Features, distinct-term counts and (if asked) shingle sets: a pure function for workers.
 
-    ids: list[str]
-    features: list[np.ndarray]
-    distinct: list[int]
-    published: list[Any]
-    sets: list[np.ndarray]
-    cluster: list[int]
+    Returns arrays rather than term lists, which are several times larger to
+    send back from a worker.
+    """
+    terms = _analyse(items, lang, stem, stop)
+    feats = [feature_hashes(t, ngrams) for t in terms]
+    distinct = [len(set(t)) for t in terms]
+    if shingle is None:
+        sets = [np.empty(0, np.uint32) for _ in terms]
+    else:
+        sets = [shingle_hashes(t, shingle[0], shingle[1]) for t in terms]
+    return feats, distinct, sets
 
-    def extend(self, stored: Iterable[StoredDocument]) -> int:
-        """Append stored documents; returns the position of the first."""
-        first = len(self.ids)
-        for d in stored:
-            self.ids.append(d.id)
-            self.features.append(d.feature_list())
-            self.distinct.append(d.distinct_terms)
-            self.published.append(d.published)
-            self.sets.append(d.shingles if d.shingles is not None else np.empty(0, np.uint32))
-            self.cluster.append(d.cluster)
-        return first
+
+def _lookup(features: np.ndarray, counts: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """``counts`` of each of ``wanted`` in the sorted ``features`` (0 where absent)."""
+    out = np.zeros(wanted.size, dtype=np.int64)
+    if features.size and wanted.size:
+        position = np.minimum(np.searchsorted(features, wanted), features.size - 1)
+        hit = features[position] == wanted
+        out[hit] = counts[position[hit]]
+    return out
+
+
+def merge_counts(
+    features: np.ndarray, counts: np.ndarray, more: np.ndarray, more_counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Add sorted ``(more, more_counts)`` into sorted ``(features, counts)``.
+
+    One ``searchsorted`` and one insert: linear in the table, not a re-sort,
+    which matters when the table holds tens of millions of features.
+    """
+    counts = counts.astype(np.int64, copy=True)
+    position = np.searchsorted(features, more)
+    hit = position < features.size
+    hit[hit] = features[position[hit]] == more[hit]
+    np.add.at(counts, position[hit], more_counts[hit])
+    fresh = ~hit
+    features = np.insert(features, position[fresh], more[fresh])
+    counts = np.insert(counts, position[fresh], more_counts[fresh].astype(np.int64))
+    return features, counts
+
+
+def _stack(
+    top: sparse.csr_matrix, top_columns: np.ndarray, bottom: sparse.csr_matrix, bottom_columns
+) -> sparse.csr_matrix:
+    """Stack two TF-IDF matrices whose columns index different feature lists."""
+    columns = np.union1d(top_columns, bottom_columns)
+    parts = []
+    for matrix, own in ((top, top_columns), (bottom, bottom_columns)):
+        remap = np.searchsorted(columns, own)
+        parts.append(
+            sparse.csr_matrix(
+                (matrix.data, remap[matrix.indices], matrix.indptr),
+                shape=(matrix.shape[0], columns.size),
+            )
+        )
+    return sparse.vstack(parts, format="csr")

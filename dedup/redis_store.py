@@ -14,6 +14,7 @@ import contextlib
 import json
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -32,7 +33,9 @@ from dedup.stores import (
     StoreUnavailableError,
     _check_schema,
     _date,
+    pack_counts,
     pack_features,
+    unpack_counts,
     unpack_features,
 )
 
@@ -148,9 +151,11 @@ class RedisStore(Store):
         found = self.r.hmget(f"{self.p}:cluster", list(ids))
         return {i for i, c in zip(ids, found, strict=True) if c is not None}
 
-    def lsh_candidates(self, signatures: np.ndarray, max_bucket: int) -> list[tuple[int, str]]:
+    def lsh_candidates(
+        self, signatures: np.ndarray, max_bucket: int, min_bands: int = 1
+    ) -> list[tuple[int, str]]:
         live = np.flatnonzero(~np.all(signatures == EMPTY, axis=1)).tolist()
-        found: set[tuple[int, bytes]] = set()
+        counted: Counter[tuple[int, bytes]] = Counter()
         values = {k: to_minhash(signatures[k], self.seed).hashvalues for k in live}
         for band, (start, end) in enumerate(self.lsh.hashranges):
             keys = [self.lsh._H(values[k][start:end]) for k in live]
@@ -159,7 +164,8 @@ class RedisStore(Store):
                 members = sorted(bucket)
                 if max_bucket > 0:
                     members = members[-max_bucket:]
-                found.update((k, m) for m in members)
+                counted.update((k, m) for m in members)
+        found = {pair for pair, bands in counted.items() if bands >= min_bands}
         ids = sorted({m.decode() for _, m in found})
         committed = self.known(ids)
         return sorted((k, m.decode()) for k, m in found if m.decode() in committed)
@@ -196,11 +202,37 @@ class RedisStore(Store):
             shingles=None if sh is None else np.frombuffer(sh, "<u4").astype(np.uint32),
         )
 
-    def frequencies(self, features: np.ndarray) -> tuple[np.ndarray, int]:
-        values = features.tolist()
-        counts = self.r.hmget(f"{self.p}:df", values) if values else []
-        total = int(self.r.hget(f"{self.p}:meta", "documents") or 0)
-        return np.array([int(c or 0) for c in counts], dtype=np.int64), total
+    def df_runs(self, after: int) -> tuple[list[tuple[int, bool, np.ndarray, np.ndarray]], int]:
+        p = self.p
+        pipe = self.r.pipeline(transaction=True)  # runs and the count from one moment
+        pipe.zrangebyscore(f"{p}:dfruns", f"({after}", "+inf", withscores=True)
+        pipe.hget(f"{p}:meta", "documents")
+        listed, total = pipe.execute()
+        runs = [(int(score), name.decode()) for name, score in listed]
+        fulls = [k for k, (_, name) in enumerate(runs) if name.endswith(":full")]
+        runs = runs[fulls[-1] :] if fulls else runs
+        pipe = self.r.pipeline(transaction=True)
+        for _, name in runs:
+            pipe.hmget(f"{p}:df:{name}", ["features", "counts"])
+        out = []
+        for (run, name), (features, counts) in zip(runs, pipe.execute(), strict=True):
+            if features is None:  # merged away by a full run since listed: read again
+                return self.df_runs(after)
+            out.append((run, name.endswith(":full"), *unpack_counts(features, counts)))
+        return out, int(total or 0)
+
+    def cluster_sizes(self, clusters: Iterable[int]) -> dict[int, int]:
+        clusters = list(clusters)
+        pipe = self.r.pipeline(transaction=False)
+        for c in clusters:
+            pipe.scard(f"{self.p}:members:{c}")
+        return dict(zip(clusters, pipe.execute(), strict=True))
+
+    def cluster_links(
+        self, clusters: Iterable[int]
+    ) -> tuple[dict[int, list[str]], list[tuple[str, str, float]]]:
+        members = self.members(clusters)
+        return members, self.links_among([m for ids in members.values() for m in ids])
 
     def members(self, clusters: Iterable[int]) -> dict[int, list[str]]:
         clusters = list(clusters)
@@ -254,6 +286,8 @@ class RedisStore(Store):
             pipe.hset(f"{p}:cluster", d.id, d.cluster)
             pipe.sadd(f"{p}:members:{d.cluster}", d.id)
         old = self.r.hmget(f"{p}:cluster", list(batch.moved)) if batch.moved else []
+        version = int(self.r.hget(f"{p}:meta", "version") or 0) + 1  # we hold the writer lock
+        run = f"{version}:full" if batch.df_full else str(version)
         for (doc_id, c), before in zip(batch.moved.items(), old, strict=True):
             if before is not None:
                 pipe.srem(f"{p}:members:{int(before)}", doc_id)
@@ -262,8 +296,14 @@ class RedisStore(Store):
         for a, b, s in batch.links:
             pipe.hset(f"{p}:links:{a}", b, repr(s))
             pipe.hset(f"{p}:links:{b}", a, repr(s))
-        for f, n in zip(batch.df_features.tolist(), batch.df_counts.tolist(), strict=True):
-            pipe.hincrby(f"{p}:df", f, n)
+        if batch.df_full:
+            for name in self.r.zrange(f"{p}:dfruns", 0, -1):
+                pipe.delete(f"{p}:df:{name.decode()}")
+            pipe.delete(f"{p}:dfruns")
+        features, counts = pack_counts(batch.df_features, batch.df_counts)
+        pipe.hset(f"{p}:df:{run}", mapping={"features": features, "counts": counts})
+        pipe.zadd(f"{p}:dfruns", {run: version})
+        batch.df_run = version
         pipe.hincrby(f"{p}:meta", "documents", len(batch.documents))
         pipe.hset(f"{p}:meta", "next_cluster", batch.next_cluster)
         pipe.hincrby(f"{p}:meta", "version", 1)
@@ -277,10 +317,16 @@ class RedisStore(Store):
             if doc_id.encode() in self.lsh:
                 self.lsh.remove(doc_id.encode())
         pipe = self.r.pipeline(transaction=True)
+        if present:
+            # A run of negative counts takes the documents out of the frequencies.
+            version = int(self.r.hget(f"{p}:meta", "version") or 0) + 1
+            removed = np.concatenate([found[i].features for i in present])
+            features, counts = np.unique(removed, return_counts=True)
+            blobs = pack_counts(features, -counts)
+            pipe.hset(f"{p}:df:{version}", mapping={"features": blobs[0], "counts": blobs[1]})
+            pipe.zadd(f"{p}:dfruns", {str(version): version})
         for doc_id in present:
             d = found[doc_id]
-            for f in d.features.tolist():
-                pipe.hincrby(f"{p}:df", f, -1)
             for other in self.r.hkeys(f"{p}:links:{doc_id}"):
                 pipe.hdel(f"{p}:links:{other.decode()}", doc_id)
             pipe.delete(f"{p}:links:{doc_id}")

@@ -2,8 +2,10 @@
 
 Both stores hold the same records: the index parameters and schema version,
 one record per document (cluster, date, headline, feature counts), the
-document frequencies of every feature, the kept similarity links, and the
-LSH band buckets. A batch is written all-or-nothing:
+document frequencies of every feature (as runs: one per commit, the batch's
+counts, merged into one full run now and then, so a commit writes what it
+adds, not the whole table), the kept similarity links, and the LSH band
+buckets. A batch is written all-or-nothing:
 
 - SQLite (:class:`SQLiteStore`): WAL mode; a writer holds ``BEGIN IMMEDIATE``
   from its first read to its commit, so two writers serialise (or the second
@@ -24,6 +26,7 @@ import contextlib
 import json
 import os
 import sqlite3
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,7 +38,7 @@ from dedup.candidates import band_keys
 from dedup.errors import DedupError
 from dedup.signature import EMPTY
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: document frequencies as runs
 FORMAT_NAME = "dedup-index"
 
 
@@ -89,7 +92,21 @@ class Batch:
     links: list[tuple[str, str, float]] = field(default_factory=list)
     df_features: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint32))
     df_counts: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    df_full: bool = False  # df_* are the whole table, replacing the runs before it
+    df_run: int = -1  # set by commit: the run these counts were written as
     next_cluster: int = 0
+
+
+def pack_counts(features: np.ndarray, counts: np.ndarray) -> tuple[bytes, bytes]:
+    """A DF run as two little-endian blobs (signed counts: a removal is a run of -1s)."""
+    return features.astype("<u4").tobytes(), counts.astype("<i8").tobytes()
+
+
+def unpack_counts(features: bytes, counts: bytes) -> tuple[np.ndarray, np.ndarray]:
+    return (
+        np.frombuffer(features, dtype="<u4").astype(np.uint32),
+        np.frombuffer(counts, dtype="<i8").astype(np.int64),
+    )
 
 
 def pack_features(features: np.ndarray, counts: np.ndarray) -> bytes:
@@ -152,11 +169,15 @@ class Store(abc.ABC):
         self.bands, self.rows, self.seed = bands, rows, seed
 
     @abc.abstractmethod
-    def lsh_candidates(self, signatures: np.ndarray, max_bucket: int) -> list[tuple[int, str]]:
-        """``(k, id)`` for committed documents sharing an LSH bucket with signature ``k``.
+    def lsh_candidates(
+        self, signatures: np.ndarray, max_bucket: int, min_bands: int = 1
+    ) -> list[tuple[int, str]]:
+        """``(k, id)`` for committed documents sharing LSH buckets with signature ``k``.
 
         Signatures that are all ``EMPTY`` are never candidates. With ``max_bucket``
-        > 0, at most that many documents per bucket, the latest added.
+        > 0, at most that many documents per bucket, the latest added. A pair
+        must share at least ``min_bands`` buckets, as in
+        :func:`dedup.candidates.candidate_pairs`.
         """
 
     @abc.abstractmethod
@@ -164,20 +185,26 @@ class Store(abc.ABC):
         """The committed records of ``ids`` (missing ones left out)."""
 
     @abc.abstractmethod
-    def frequencies(self, features: np.ndarray) -> tuple[np.ndarray, int]:
-        """Document frequency of each feature, and the number of documents counted."""
+    def df_runs(self, after: int) -> tuple[list[tuple[int, bool, np.ndarray, np.ndarray]], int]:
+        """DF runs newer than run ``after`` as ``(run, full, features, counts)``, oldest first,
+        and the number of documents counted.
+
+        When a full run is newer than ``after``, the list starts at the latest one.
+        """
 
     @abc.abstractmethod
-    def members(self, clusters: Iterable[int]) -> dict[int, list[str]]:
-        """The member ids of each cluster."""
+    def cluster_sizes(self, clusters: Iterable[int]) -> dict[int, int]:
+        """The number of members of each cluster."""
 
     @abc.abstractmethod
-    def links_among(self, ids: Iterable[str]) -> list[tuple[str, str, float]]:
-        """Stored links with both ends in ``ids``."""
+    def cluster_links(
+        self, clusters: Iterable[int]
+    ) -> tuple[dict[int, list[str]], list[tuple[str, str, float]]]:
+        """The members of each cluster, and the stored links with both ends among them."""
 
     @abc.abstractmethod
     def commit(self, batch: Batch) -> None:
-        """Apply ``batch`` all-or-nothing (inside :meth:`writing`)."""
+        """Apply ``batch`` all-or-nothing (inside :meth:`writing`); sets ``batch.df_run``."""
 
     @abc.abstractmethod
     def remove(self, ids: Sequence[str]) -> list[str]:
@@ -220,7 +247,8 @@ CREATE TABLE docs (
 CREATE INDEX docs_cluster ON docs (cluster);
 CREATE TABLE lsh (band INTEGER, key INTEGER, doc INTEGER, PRIMARY KEY (band, key, doc))
     WITHOUT ROWID;
-CREATE TABLE df (feature INTEGER PRIMARY KEY, n INTEGER NOT NULL);
+CREATE TABLE df_runs (run INTEGER PRIMARY KEY, full INTEGER NOT NULL, features BLOB NOT NULL,
+    counts BLOB NOT NULL);
 CREATE TABLE links (a INTEGER, b INTEGER, score REAL NOT NULL, PRIMARY KEY (a, b))
     WITHOUT ROWID;
 CREATE INDEX links_b ON links (b);
@@ -338,6 +366,7 @@ class SQLiteStore(Store):
                 "params": json.dumps(params, sort_keys=True),
                 "next_cluster": "0",
                 "documents": "0",
+                "version": "0",
                 "lsh": json.dumps([bands, rows]),
             }
             self.db.executemany("INSERT INTO meta VALUES (?, ?)", values.items())
@@ -359,26 +388,48 @@ class SQLiteStore(Store):
         keys = band_keys(signatures[live], self.bands, self.rows).view(np.int64)
         return live, keys
 
-    def lsh_candidates(self, signatures: np.ndarray, max_bucket: int) -> list[tuple[int, str]]:
+    def lsh_candidates(
+        self, signatures: np.ndarray, max_bucket: int, min_bands: int = 1
+    ) -> list[tuple[int, str]]:
         live, keys = self._keys(signatures)
-        wanted: dict[tuple[int, int], list[int]] = {}
-        for k, row in zip(live.tolist(), keys.tolist(), strict=True):
-            for band, key in enumerate(row):
-                wanted.setdefault((band, key), []).append(k)
-        limit = max_bucket if max_bucket > 0 else -1
-        sql = "SELECT doc FROM lsh WHERE band = ? AND key = ? ORDER BY doc DESC LIMIT ?"
-        found: set[tuple[int, int]] = set()
+        if live.size == 0:
+            return []
+        bands = np.broadcast_to(np.arange(keys.shape[1]), keys.shape)
+        wanted, inverse = np.unique(
+            np.stack([bands.ravel(), keys.ravel()], axis=1), axis=0, return_inverse=True
+        )
+        # One statement for every bucket: the subquery finds the max_bucket-th
+        # latest document of each bucket by walking the (band, key, doc) index
+        # backwards, so a huge bucket costs max_bucket steps, not its size.
+        floor = (
+            "COALESCE((SELECT l2.doc FROM lsh l2 WHERE l2.band = q.band AND l2.key = q.key "
+            f"ORDER BY l2.doc DESC LIMIT 1 OFFSET {max_bucket - 1}), 0)"
+            if max_bucket > 0
+            else "0"
+        )
         with self.reading():
-            execute = self.db.execute
-            for (band, key), ks in wanted.items():
-                docs = [r[0] for r in execute(sql, (band, key, limit))]
-                found.update((k, d) for k in ks for d in docs)
-            self.db.execute("CREATE TEMP TABLE IF NOT EXISTS q_n (n INTEGER PRIMARY KEY)")
-            self.db.execute("DELETE FROM q_n")
-            numbers = {d for _, d in found}
-            self.db.executemany("INSERT INTO q_n VALUES (?)", ((d,) for d in numbers))
-            ids = dict(self.db.execute("SELECT n, id FROM docs JOIN q_n USING (n)").fetchall())
-        return sorted((k, ids[d]) for k, d in found if d in ids)
+            db = self.db
+            db.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS q_keys (q INTEGER PRIMARY KEY, band INTEGER, "
+                "key INTEGER)"
+            )
+            db.execute("DELETE FROM q_keys")
+            db.executemany(
+                "INSERT INTO q_keys VALUES (?, ?, ?)",
+                zip(range(len(wanted)), wanted[:, 0].tolist(), wanted[:, 1].tolist(), strict=True),
+            )
+            hits = db.execute(
+                "SELECT q.q, d.id FROM q_keys q JOIN lsh l ON l.band = q.band AND l.key = q.key "
+                f"JOIN docs d ON d.n = l.doc WHERE l.doc >= {floor}"
+            ).fetchall()
+        by_bucket: dict[int, list[str]] = {}
+        for q, doc_id in hits:
+            by_bucket.setdefault(q, []).append(doc_id)
+        owners = np.repeat(live, keys.shape[1])
+        found: Counter[tuple[int, str]] = Counter()
+        for k, q in zip(owners.tolist(), inverse.ravel().tolist(), strict=True):
+            found.update((k, doc_id) for doc_id in by_bucket.get(q, ()))
+        return sorted(pair for pair, bands in found.items() if bands >= min_bands)
 
     def _row(self, row: Sequence[Any]) -> StoredDocument:
         features, counts = unpack_features(row[7]) if row[7] else (np.empty(0, np.uint32),) * 2
@@ -406,42 +457,52 @@ class SQLiteStore(Store):
             ).fetchall()
         return {r[0]: self._row(r) for r in rows}
 
-    def frequencies(self, features: np.ndarray) -> tuple[np.ndarray, int]:
+    def df_runs(self, after: int) -> tuple[list[tuple[int, bool, np.ndarray, np.ndarray]], int]:
         with self.reading():
-            self.db.execute("CREATE TEMP TABLE IF NOT EXISTS q_feat (f INTEGER PRIMARY KEY)")
-            self.db.execute("DELETE FROM q_feat")
-            self.db.executemany(
-                "INSERT OR IGNORE INTO q_feat VALUES (?)", ((f,) for f in features.tolist())
-            )
-            found = dict(
-                self.db.execute("SELECT feature, n FROM df JOIN q_feat ON feature = f").fetchall()
-            )
-            total = int(
-                self.db.execute("SELECT value FROM meta WHERE key = 'documents'").fetchone()[0]
-            )
-        counts = np.fromiter((found.get(f, 0) for f in features.tolist()), np.int64, features.size)
-        return counts, total
-
-    def members(self, clusters: Iterable[int]) -> dict[int, list[str]]:
-        out: dict[int, list[str]] = {}
-        with self.reading():
-            for c in clusters:
-                rows = self.db.execute("SELECT id FROM docs WHERE cluster = ?", (int(c),))
-                out[int(c)] = [r[0] for r in rows]
-        return out
-
-    def links_among(self, ids: Iterable[str]) -> list[tuple[str, str, float]]:
-        with self.reading():
-            self._temp_ids(ids)
-            self.db.execute("CREATE TEMP TABLE IF NOT EXISTS q_n (n INTEGER PRIMARY KEY)")
-            self.db.execute("DELETE FROM q_n")
-            self.db.execute("INSERT INTO q_n SELECT n FROM docs WHERE id IN (SELECT id FROM q_ids)")
-            rows = self.db.execute(
-                "SELECT da.id, db.id, l.score FROM links l "
-                "JOIN docs da ON da.n = l.a JOIN docs db ON db.n = l.b "
-                "WHERE l.a IN (SELECT n FROM q_n) AND l.b IN (SELECT n FROM q_n)"
+            db = self.db
+            start = db.execute(
+                "SELECT COALESCE(MAX(run), ?) FROM df_runs WHERE full = 1 AND run > ?",
+                (after + 1, after),
+            ).fetchone()[0]
+            rows = db.execute(
+                "SELECT run, full, features, counts FROM df_runs WHERE run >= ? ORDER BY run",
+                (start,),
             ).fetchall()
-        return [(a, b, float(s)) for a, b, s in rows]
+            total = int(db.execute("SELECT value FROM meta WHERE key = 'documents'").fetchone()[0])
+        return [(r, bool(full), *unpack_counts(f, c)) for r, full, f, c in rows], total
+
+    def cluster_sizes(self, clusters: Iterable[int]) -> dict[int, int]:
+        with self.reading():
+            self._temp_numbers("q_c", clusters)
+            rows = self.db.execute(
+                "SELECT cluster, COUNT(*) FROM docs WHERE cluster IN (SELECT n FROM q_c) "
+                "GROUP BY cluster"
+            ).fetchall()
+        return {int(c): int(k) for c, k in rows}
+
+    def cluster_links(
+        self, clusters: Iterable[int]
+    ) -> tuple[dict[int, list[str]], list[tuple[str, str, float]]]:
+        members: dict[int, list[str]] = {}
+        with self.reading():
+            self._temp_numbers("q_c", clusters)
+            for c, doc_id in self.db.execute(
+                "SELECT cluster, id FROM docs WHERE cluster IN (SELECT n FROM q_c) ORDER BY id"
+            ):
+                members.setdefault(int(c), []).append(doc_id)
+            links = self.db.execute(
+                "SELECT da.id, db.id, l.score FROM docs da JOIN links l ON l.a = da.n "
+                "JOIN docs db ON db.n = l.b WHERE da.cluster IN (SELECT n FROM q_c) "
+                "AND db.cluster IN (SELECT n FROM q_c)"
+            ).fetchall()
+        return members, [(a, b, float(score)) for a, b, score in links]
+
+    def _temp_numbers(self, table: str, values: Iterable[int]) -> None:
+        self.db.execute(f"CREATE TEMP TABLE IF NOT EXISTS {table} (n INTEGER PRIMARY KEY)")
+        self.db.execute(f"DELETE FROM {table}")
+        self.db.executemany(
+            f"INSERT OR IGNORE INTO {table} VALUES (?)", ((int(v),) for v in values)
+        )
 
     def commit(self, batch: Batch) -> None:
         db = self.db
@@ -470,27 +531,38 @@ class SQLiteStore(Store):
                 ).fetchall()
             )
             live, keys = self._keys(batch.signatures)
+            docs = np.array([number[batch.documents[k].id] for k in live.tolist()], np.int64)
+            bands = np.broadcast_to(np.arange(keys.shape[1]), keys.shape).ravel()
+            owners = np.repeat(docs, keys.shape[1])
+            flat = keys.ravel()
+            order = np.lexsort((owners, flat, bands))  # B-tree order: appends, not random seeks
             db.executemany(
                 "INSERT OR IGNORE INTO lsh VALUES (?, ?, ?)",
-                (
-                    (b, key, number[batch.documents[k].id])
-                    for k, row in zip(live.tolist(), keys.tolist(), strict=True)
-                    for b, key in enumerate(row)
+                zip(
+                    bands[order].tolist(), flat[order].tolist(), owners[order].tolist(), strict=True
                 ),
             )
             db.executemany(
                 "UPDATE docs SET cluster = ? WHERE id = ?",
                 ((c, doc_id) for doc_id, c in batch.moved.items()),
             )
-            db.executemany(
-                "INSERT INTO links SELECT a.n, b.n, ? FROM docs a, docs b"
-                " WHERE a.id = ? AND b.id = ? ON CONFLICT DO UPDATE SET score = excluded.score",
-                ((s, a, b) for a, b, s in batch.links),
+            # Links by id: resolve both ends to row numbers in one statement.
+            db.execute("CREATE TEMP TABLE IF NOT EXISTS q_links (a TEXT, b TEXT, score REAL)")
+            db.execute("DELETE FROM q_links")
+            db.executemany("INSERT INTO q_links VALUES (?, ?, ?)", batch.links)
+            db.execute(
+                "INSERT INTO links SELECT da.n, db.n, q.score FROM q_links q "
+                "JOIN docs da ON da.id = q.a JOIN docs db ON db.id = q.b WHERE true "
+                "ON CONFLICT DO UPDATE SET score = excluded.score"
             )
-            db.executemany(
-                "INSERT INTO df VALUES (?, ?) ON CONFLICT DO UPDATE SET n = n + excluded.n",
-                zip(batch.df_features.tolist(), batch.df_counts.tolist(), strict=True),
+            version = self._bump_version()
+            if batch.df_full:
+                db.execute("DELETE FROM df_runs")
+            db.execute(
+                "INSERT INTO df_runs VALUES (?, ?, ?, ?)",
+                (version, int(batch.df_full), *pack_counts(batch.df_features, batch.df_counts)),
             )
+            batch.df_run = version
             db.execute(
                 "UPDATE meta SET value = CAST(value AS INTEGER) + ? WHERE key = 'documents'",
                 (len(batch.documents),),
@@ -501,21 +573,31 @@ class SQLiteStore(Store):
         except sqlite3.Error as err:
             raise self._error(err) from None
 
+    def _bump_version(self) -> int:
+        self.db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'version'")
+        return int(self.db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()[0])
+
     def remove(self, ids: Sequence[str]) -> list[str]:
         db = self.db
         present = []
+        removed: list[np.ndarray] = []
         for doc_id in ids:
             row = db.execute("SELECT n, features FROM docs WHERE id = ?", (doc_id,)).fetchone()
             if row is None:
                 continue
             present.append(doc_id)
-            features, _ = unpack_features(row[1])
-            db.executemany(
-                "UPDATE df SET n = n - 1 WHERE feature = ?", ((f,) for f in features.tolist())
-            )
+            removed.append(unpack_features(row[1])[0])
             db.execute("DELETE FROM links WHERE a = ? OR b = ?", (row[0], row[0]))
             db.execute("DELETE FROM docs WHERE n = ?", (row[0],))
             # LSH rows of a removed document are left behind: candidates join on docs.
+        if present:
+            # A run of negative counts takes the documents out of the frequencies.
+            features, counts = np.unique(np.concatenate(removed), return_counts=True)
+            version = self._bump_version()
+            db.execute(
+                "INSERT INTO df_runs VALUES (?, 0, ?, ?)",
+                (version, *pack_counts(features, -counts)),
+            )
         db.execute(
             "UPDATE meta SET value = CAST(value AS INTEGER) - ? WHERE key = 'documents'",
             (len(present),),

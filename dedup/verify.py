@@ -65,6 +65,43 @@ def time_factor(gap_days: np.ndarray, window_days: float, scale_days: float) -> 
     return np.exp(-excess / scale_days)
 
 
+def story_scores(
+    matrix: sparse.csr_matrix | None,
+    weights: np.ndarray | None,
+    published: Sequence[datetime | None],
+    rows: np.ndarray,
+    cols: np.ndarray,
+    window_days: float,
+    scale_days: float,
+    hash_sets: Sequence[np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
+    """Score pairs ``(rows[k], cols[k])``; returns the ``score`` and the parts it is built from.
+
+    With ``matrix`` (L2-normalised TF-IDF rows) and per-document length
+    ``weights``, the base is ``cosine * length_factor`` (parts ``cosine`` and
+    ``length_factor``); without it, the exact Jaccard of ``hash_sets`` (part
+    ``jaccard``). Either is multiplied by the date decay (``days_apart``,
+    ``time_factor``) and clipped to [0, 1]. The one place the parts are
+    combined, so a batch run and an incremental index score a pair alike.
+    """
+    parts: dict[str, np.ndarray] = {}
+    if matrix is not None:
+        if weights is None:
+            raise ValueError("a cosine score needs the length weights")
+        parts["cosine"] = pair_cosines(matrix, rows, cols)
+        parts["length_factor"] = weights[rows] * weights[cols]
+        base = parts["cosine"] * parts["length_factor"]
+    else:
+        if hash_sets is None:
+            raise ValueError("a Jaccard score needs the shingle sets")
+        parts["jaccard"] = pair_jaccards(hash_sets, rows, cols)
+        base = parts["jaccard"]
+    parts["days_apart"] = days_apart(published, rows, cols)
+    parts["time_factor"] = time_factor(parts["days_apart"], window_days, scale_days)
+    parts["score"] = np.clip(base * parts["time_factor"], 0.0, 1.0)
+    return parts
+
+
 def pair_jaccards(hash_sets: Sequence[np.ndarray], rows, cols) -> np.ndarray:
     """Exact Jaccard of each pair's shingle-hash sets."""
     return np.array(
