@@ -70,6 +70,7 @@ _PARAMS = (  # (option, Params field or "" for the option's own name, type, help
     ("--keywords", "", int, "Sign each document's top N TF-IDF features (0 = shingles)."),
     ("--lsh-threshold", "", float, "Jaccard level at which LSH proposes pairs."),
     ("--max-bucket", "", int, "Pair each member of a larger LSH bucket with this many (0 = all)."),
+    ("--min-bands", "", int, "Keep candidate pairs that collide in at least this many bands."),
     ("--similarity", "", click.Choice(SIMILARITIES), "How pairs are scored."),
     ("--tfidf-ngrams", "", click.IntRange(1, 3), "Longest word n-gram in TF-IDF vectors."),
     ("--linkage", "", click.Choice(LINKAGES), "How links become clusters."),
