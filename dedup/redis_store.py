@@ -33,6 +33,7 @@ from dedup.stores import (
     StoreUnavailableError,
     _check_schema,
     _date,
+    meta_record,
     pack_counts,
     pack_features,
     unpack_counts,
@@ -95,12 +96,7 @@ class RedisStore(Store):
         meta = self._meta_raw()
         if not meta:
             return None
-        return {
-            "schema": int(meta["schema"]),
-            "params": json.loads(meta["params"]),
-            "next_cluster": int(meta["next_cluster"]),
-            "documents": int(meta["documents"]),
-        }
+        return meta_record(meta)
 
     def create(self, params: dict[str, Any], bands: int, rows: int) -> None:
         values = {

@@ -346,12 +346,7 @@ class SQLiteStore(Store):
             meta = dict(self.db.execute("SELECT key, value FROM meta").fetchall())
         except sqlite3.Error as err:
             raise self._error(err) from None
-        return {
-            "schema": int(meta["schema"]),
-            "params": json.loads(meta["params"]),
-            "next_cluster": int(meta["next_cluster"]),
-            "documents": int(meta["documents"]),
-        }
+        return meta_record(meta)
 
     def create(self, params: dict[str, Any], bands: int, rows: int) -> None:
         with self.writing():
@@ -631,6 +626,16 @@ class SQLiteStore(Store):
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error):
             self.db.close()
+
+
+def meta_record(meta: dict[str, Any]) -> dict[str, Any]:
+    """The index's header from its stored key/value pairs, as both stores keep them."""
+    return {
+        "schema": int(meta["schema"]),
+        "params": json.loads(meta["params"]),
+        "next_cluster": int(meta["next_cluster"]),
+        "documents": int(meta["documents"]),
+    }
 
 
 def _check_schema(location: str, schema: Any) -> None:
