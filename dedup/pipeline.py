@@ -30,15 +30,14 @@ from dedup.linkage import average_linkage, single_linkage
 from dedup.normalize import Analyzer, detect_language, names, numbers, shared_names
 from dedup.params import Params, resolve_params
 from dedup.records import Cluster, ClusterResult, Document, parse_published
-from dedup.shingle import shingle_hashes
+from dedup.shingle import shingle_hashes, term_hashes, word_shingle_hashes
 from dedup.signature import estimated_jaccard, signatures
 from dedup.vectors import (
-    DocumentFrequencies,
-    feature_hashes,
     feature_names,
+    fitted_tfidf_rows,
     length_weights,
-    tfidf_rows,
     top_features,
+    unit_feature_hashes,
 )
 from dedup.verify import pair_jaccards, story_scores
 
@@ -101,8 +100,9 @@ def as_documents(documents: Iterable[DocumentLike]) -> list[Document]:
 class _Prepared:
     """What the stages need of a batch of documents, computed once."""
 
-    terms: list[list[str]]
     hash_sets: list[np.ndarray]
+    features: list[np.ndarray]  # TF-IDF feature hashes with repeats (empty for Jaccard)
+    distinct_terms: np.ndarray
     published: list[datetime | None]
 
 
@@ -120,6 +120,29 @@ def _analyse(
     return terms
 
 
+def _analyse_hashed(
+    items: Sequence[tuple[str, str | None, str | None]], params: Params
+) -> list[tuple[np.ndarray, np.ndarray, int]]:
+    """Per item, its shingle-hash set, TF-IDF feature hashes and distinct-term count.
+
+    Runs in the workers, so that hashing is spread over them too; each term of
+    the chunk is hashed once.
+    """
+    term_lists = _analyse(items, params.lang, params.stem, params.stopwords)
+    units = term_hashes([t for terms in term_lists for t in terms])
+    ends = np.cumsum([len(terms) for terms in term_lists])
+    cosine = params.similarity == "cosine"
+    out = []
+    for terms, own in zip(term_lists, np.split(units, ends[:-1]), strict=True):
+        if params.shingle == "word":
+            hash_set = word_shingle_hashes(own, params.shingle_size)
+        else:
+            hash_set = shingle_hashes(terms, params.shingle, params.shingle_size)
+        features = unit_feature_hashes(own, params.tfidf_ngrams) if cosine else own[:0]
+        out.append((hash_set, features, len(set(terms))))
+    return out
+
+
 def _prepare(
     docs: Sequence[Document],
     params: Params,
@@ -130,10 +153,10 @@ def _prepare(
     start = time.perf_counter()
     items = [(d.text, d.title, d.lang) for d in docs]
     chunks = [items[k : k + _ANALYSE_CHUNK] for k in range(0, len(items), _ANALYSE_CHUNK)]
-    analyse = functools.partial(_analyse, lang=params.lang, stem=params.stem, stop=params.stopwords)
-    terms: list[list[str]] = []
+    analyse = functools.partial(_analyse_hashed, params=params)
+    analysed: list[tuple[np.ndarray, np.ndarray, int]] = []
     with contextlib.ExitStack() as stack:
-        mapper: Callable[..., Iterable[list[list[str]]]] = map
+        mapper: Callable[..., Iterable[list[tuple[np.ndarray, np.ndarray, int]]]] = map
         if jobs > 1 and len(chunks) > 1:
             # Processes, not threads: analysis is pure Python. map() keeps chunk
             # order, so the result is the same as one process's.
@@ -141,15 +164,17 @@ def _prepare(
                 ProcessPoolExecutor(min(jobs, len(chunks)), mp_context=_pool_context())
             )
             mapper = pool.map
-        for chunk_terms in mapper(analyse, chunks):
-            terms.extend(chunk_terms)
+        for chunk in mapper(analyse, chunks):
+            analysed.extend(chunk)
             if progress:
-                progress("analyse", len(terms), len(docs))
+                progress("analyse", len(analysed), len(docs))
     stats["seconds_analyse"] = time.perf_counter() - start
-    start = time.perf_counter()
-    hash_sets = [shingle_hashes(t, params.shingle, params.shingle_size) for t in terms]
-    stats["seconds_shingle"] = time.perf_counter() - start
-    return _Prepared(terms, hash_sets, [d.published for d in docs])
+    return _Prepared(
+        hash_sets=[a[0] for a in analysed],
+        features=[a[1] for a in analysed],
+        distinct_terms=np.array([a[2] for a in analysed], dtype=np.int64),
+        published=[d.published for d in docs],
+    )
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
@@ -167,18 +192,12 @@ def default_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _distinct_counts(term_lists: Sequence[Sequence[str]]) -> np.ndarray:
-    return np.fromiter((len(set(t)) for t in term_lists), dtype=np.int64, count=len(term_lists))
-
-
 def _document_matrix(prepared: _Prepared, params: Params) -> tuple[sparse.csr_matrix, np.ndarray]:
     """Unweighted TF-IDF rows (IDF fitted on the batch) over features two or more documents share.
 
     Returns the matrix and the feature hash of each of its columns.
     """
-    features = [feature_hashes(t, params.tfidf_ngrams) for t in prepared.terms]
-    frequencies = DocumentFrequencies.count(features)
-    matrix, columns = tfidf_rows(features, frequencies)
+    matrix, columns, frequencies = fitted_tfidf_rows(prepared.features)
     # A feature of one document only adds nothing to any dot product once the
     # rows are normalised; most bigrams are such, so dropping them halves the
     # matrix and every pair's work without changing a score.
@@ -201,7 +220,7 @@ def _score(
     if params.similarity == "cosine":
         if matrix is None:
             matrix, _ = _document_matrix(prepared, params)
-        weights = length_weights(_distinct_counts(prepared.terms), params.length_reference)
+        weights = length_weights(prepared.distinct_terms, params.length_reference)
     else:
         matrix = None
     return story_scores(
@@ -444,13 +463,21 @@ def compare(
     zero, one = np.array([0]), np.array([1])
     parts = _score(prepared, zero, one, params)
     sigs = signatures(prepared.hash_sets, params.num_perm, params.seed)
-    matrix, columns = _document_matrix(prepared, params)
+    first_doc, second_doc = docs
+    # The weighted terms explain any verdict, a Jaccard one too: always build the vectors.
+    explained = dataclasses.replace(params, similarity="cosine")
+    matrix, columns = _document_matrix(_prepare(docs, explained, None, {}), explained)
     weights = matrix[0].multiply(matrix[1]).toarray().ravel()
-    term_names = feature_names(prepared.terms[0], params.tfidf_ngrams)
+    (terms,) = _analyse(
+        [(first_doc.text, first_doc.title, first_doc.lang)],
+        params.lang,
+        params.stem,
+        params.stopwords,
+    )
+    term_names = feature_names(terms, params.tfidf_ngrams)
     top = [k for k in np.argsort(-weights, kind="stable")[:10] if weights[k] > 0]
     shared = tuple((term_names[int(columns[k])], round(float(weights[k]), 4)) for k in top)
     gap = float(parts["days_apart"][0])
-    first_doc, second_doc = docs
     lang = params.lang or first_doc.lang or detect_language(first_doc.text)
     texts = [f"{d.title}\n{d.text}" if d.title else d.text for d in docs]
     common_numbers = set(numbers(texts[1]))

@@ -96,10 +96,14 @@ def shingle_hashes(terms: Sequence[str], kind: str = "word", size: int = 1) -> n
     """
     check_shingle_spec(kind, size)
     if kind == "word":
-        units = term_hashes(terms)
-    else:
-        text = " ".join(terms)
-        units = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        return word_shingle_hashes(term_hashes(terms), size)
+    text = " ".join(terms)
+    units = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    return np.unique(combine_hashes(units, size))
+
+
+def word_shingle_hashes(units: np.ndarray, size: int = 1) -> np.ndarray:
+    """:func:`shingle_hashes` of word shingles from the terms' :func:`term_hashes`."""
     return np.unique(combine_hashes(units, size))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 
+import numba
 import numpy as np
 from scipy import sparse
 
@@ -22,7 +23,67 @@ _PAIR_BATCH = 1 << 16
 
 
 def pair_cosines(matrix: sparse.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Cosine of each (rows[k], cols[k]) pair of L2-normalised sparse rows."""
+    """Cosine of each (rows[k], cols[k]) pair of L2-normalised sparse rows.
+
+    Notes
+    -----
+    A compiled loop over the pairs grouped by their first document: that row is
+    scattered once into a dense buffer, then each partner's nonzeros are read
+    against it, so a pair costs the partner's row length and no row is copied.
+    Products are summed in column order, so the result equals
+    :func:`reference_pair_cosines` bit for bit.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    cols = np.asarray(cols, dtype=np.int64)
+    if rows.shape != cols.shape:
+        raise ValueError("rows and cols must have one length")
+    if not matrix.has_sorted_indices:
+        matrix = matrix.copy()
+        matrix.sort_indices()
+    out = np.empty(rows.size, dtype=np.float64)
+    if rows.size:
+        order = np.argsort(rows, kind="stable")
+        dense = np.zeros(matrix.shape[1], dtype=np.float64)
+        _pair_dots(
+            matrix.indptr.astype(np.int64, copy=False),
+            matrix.indices,
+            matrix.data.astype(np.float64, copy=False),
+            rows,
+            cols,
+            order,
+            dense,
+            out,
+        )
+    return np.clip(out, 0.0, 1.0)
+
+
+@numba.njit(cache=True, nogil=True)
+def _pair_dots(indptr, indices, data, rows, cols, order, dense, out):  # pragma: no cover - compiled
+    current = -1
+    for k in order:
+        i = rows[k]
+        if i != current:
+            if current >= 0:
+                for p in range(indptr[current], indptr[current + 1]):
+                    dense[indices[p]] = 0.0
+            for p in range(indptr[i], indptr[i + 1]):
+                dense[indices[p]] = data[p]
+            current = i
+        j = cols[k]
+        total = 0.0
+        for p in range(indptr[j], indptr[j + 1]):
+            # A column row i lacks adds an exact 0.0: the sum matches the reference's.
+            total += data[p] * dense[indices[p]]
+        out[k] = total
+    if current >= 0:
+        for p in range(indptr[current], indptr[current + 1]):
+            dense[indices[p]] = 0.0
+
+
+def reference_pair_cosines(
+    matrix: sparse.csr_matrix, rows: np.ndarray, cols: np.ndarray
+) -> np.ndarray:
+    """The plain scipy version of :func:`pair_cosines`, which the tests hold it to."""
     out = np.empty(len(rows), dtype=np.float64)
     for start in range(0, len(rows), _PAIR_BATCH):
         stop = start + _PAIR_BATCH

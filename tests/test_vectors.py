@@ -487,3 +487,30 @@ def test_top_features_picks_the_heaviest_per_row_ties_by_hash():
     assert all(g.dtype == np.uint32 for g in got)
     everything = top_features(matrix, columns, 10)
     assert [g.tolist() for g in everything] == [[10, 20, 40], [], [10, 30, 40]]
+
+
+@st.composite
+def weighted_rows(draw):
+    """A small sparse matrix with many equal weights (ties) and distinct, unsorted column hashes."""
+    n_rows = draw(st.integers(1, 6))
+    n_cols = draw(st.integers(1, 12))
+    weights = st.sampled_from([0.0, 0.0, 0.1, 0.25, 0.5, 1.0])
+    dense = np.array(draw(st.lists(weights, min_size=n_rows * n_cols, max_size=n_rows * n_cols)))
+    hashes = st.lists(st.integers(0, 2**32 - 1), min_size=n_cols, max_size=n_cols, unique=True)
+    columns = np.array(draw(hashes), dtype=np.uint32)
+    return dense.reshape(n_rows, n_cols), columns, draw(st.integers(0, 14))
+
+
+@settings(max_examples=200, deadline=None)
+@given(case=weighted_rows())
+def test_top_features_equal_the_numpy_reference(case):
+    from scipy import sparse
+
+    from dedup.vectors import reference_top_features, top_features
+
+    dense, columns, k = case
+    matrix = sparse.csr_matrix(dense)
+    got = top_features(matrix, columns, k)
+    want = reference_top_features(matrix, columns, k)
+    assert [g.tolist() for g in got] == [w.tolist() for w in want]
+    assert all(g.dtype == np.uint32 for g in got)

@@ -183,3 +183,27 @@ def test_pair_jaccards_equal_python_sets(sets, data):
     ]
     np.testing.assert_allclose(got, expected)
     assert got.dtype == np.float64
+
+
+@settings(max_examples=200, deadline=None)
+@given(case=batches_with_pairs())
+def test_pair_cosines_equal_the_reference_bit_for_bit(case):
+    term_lists, rows, cols = case
+    matrix, _ = tfidf_matrix(term_lists)
+    np.testing.assert_array_equal(
+        pair_cosines(matrix, rows, cols), verify_module.reference_pair_cosines(matrix, rows, cols)
+    )
+
+
+def test_pair_cosines_accept_unsorted_indices_and_any_pair_order():
+    matrix, _ = tfidf_matrix([["kim", "putin", "kore"], ["kore", "kim"], ["uzay", "kim"]])
+    shuffled = matrix.copy()
+    for i in range(shuffled.shape[0]):  # reverse each row's column order
+        lo, hi = shuffled.indptr[i], shuffled.indptr[i + 1]
+        shuffled.indices[lo:hi] = shuffled.indices[lo:hi][::-1].copy()
+        shuffled.data[lo:hi] = shuffled.data[lo:hi][::-1].copy()
+    shuffled.has_sorted_indices = False
+    rows, cols = np.array([2, 0, 1, 0]), np.array([0, 1, 2, 2])
+    np.testing.assert_array_equal(
+        pair_cosines(shuffled, rows, cols), verify_module.reference_pair_cosines(matrix, rows, cols)
+    )
