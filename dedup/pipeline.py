@@ -30,14 +30,13 @@ from dedup.linkage import average_linkage, single_linkage
 from dedup.normalize import Analyzer, detect_language, names, numbers, shared_names
 from dedup.params import Params, resolve_params
 from dedup.records import Cluster, ClusterResult, Document, parse_published
-from dedup.shingle import shingle_hashes, term_hashes, word_shingle_hashes
+from dedup.shingle import grouped_ngram_hashes, shingle_hashes, term_hashes
 from dedup.signature import estimated_jaccard, signatures
 from dedup.vectors import (
     feature_names,
     fitted_tfidf_rows,
     length_weights,
     top_features,
-    unit_feature_hashes,
 )
 from dedup.verify import pair_jaccards, story_scores
 
@@ -125,22 +124,49 @@ def _analyse_hashed(
 ) -> list[tuple[np.ndarray, np.ndarray, int]]:
     """Per item, its shingle-hash set, TF-IDF feature hashes and distinct-term count.
 
-    Runs in the workers, so that hashing is spread over them too; each term of
-    the chunk is hashed once.
+    Runs in the workers, so that hashing is spread over them too. Each term of
+    the chunk is hashed once, and n-grams and sets are built for the whole
+    chunk at once: per-document numpy calls would cost more than the hashing.
     """
     term_lists = _analyse(items, params.lang, params.stem, params.stopwords)
+    lengths = np.array([len(terms) for terms in term_lists], dtype=np.int64)
     units = term_hashes([t for terms in term_lists for t in terms])
-    ends = np.cumsum([len(terms) for terms in term_lists])
-    cosine = params.similarity == "cosine"
-    out = []
-    for terms, own in zip(term_lists, np.split(units, ends[:-1]), strict=True):
-        if params.shingle == "word":
-            hash_set = word_shingle_hashes(own, params.shingle_size)
-        else:
-            hash_set = shingle_hashes(terms, params.shingle, params.shingle_size)
-        features = unit_feature_hashes(own, params.tfidf_ngrams) if cosine else own[:0]
-        out.append((hash_set, features, len(set(terms))))
-    return out
+    owner = np.repeat(np.arange(len(term_lists)), lengths)
+    if params.shingle == "word":
+        shingles, shingle_owner = grouped_ngram_hashes(units, owner, params.shingle_size)
+        hash_sets = _per_document(*_distinct(shingles, shingle_owner), len(term_lists))
+        # A text shorter than one shingle is one shingle of everything it has.
+        for k in np.flatnonzero((lengths > 0) & (lengths < params.shingle_size)).tolist():
+            hash_sets[k] = shingle_hashes(term_lists[k], "word", params.shingle_size)
+    else:
+        hash_sets = [shingle_hashes(t, params.shingle, params.shingle_size) for t in term_lists]
+    if params.similarity == "cosine":
+        parts = [(units, owner)]
+        parts += [grouped_ngram_hashes(units, owner, n) for n in range(2, params.tfidf_ngrams + 1)]
+        features = np.concatenate([hashes for hashes, _ in parts])
+        feature_owner = np.concatenate([groups for _, groups in parts])
+        # Stable: per document, its words and then its n-grams, as feature_hashes gives them.
+        by_owner = np.argsort(feature_owner, kind="stable")
+        feature_lists = _per_document(features[by_owner], feature_owner[by_owner], len(lengths))
+    else:
+        feature_lists = [units[:0]] * len(lengths)
+    distinct = [len(set(terms)) for terms in term_lists]
+    return list(zip(hash_sets, feature_lists, distinct, strict=True))
+
+
+def _distinct(values: np.ndarray, owner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values of each owner, sorted by (owner, value)."""
+    keys = np.sort(owner.astype(np.uint64) << np.uint64(32) | values.astype(np.uint64))
+    # Sort and drop repeats by hand: numpy 2's hash-based np.unique is far slower here.
+    keys = keys[np.r_[True, keys[1:] != keys[:-1]]] if keys.size else keys
+    return (keys & np.uint64(0xFFFFFFFF)).astype(np.uint32), (keys >> np.uint64(32)).astype(
+        np.int64
+    )
+
+
+def _per_document(values: np.ndarray, owner: np.ndarray, count: int) -> list[np.ndarray]:
+    """Split ``values``, grouped by their non-decreasing ``owner``, into one array per document."""
+    return np.split(values, np.cumsum(np.bincount(owner, minlength=count))[:-1])
 
 
 def _prepare(
@@ -195,14 +221,12 @@ def default_jobs() -> int:
 def _document_matrix(prepared: _Prepared, params: Params) -> tuple[sparse.csr_matrix, np.ndarray]:
     """Unweighted TF-IDF rows (IDF fitted on the batch) over features two or more documents share.
 
-    Returns the matrix and the feature hash of each of its columns.
+    Returns the matrix and the feature hash of each of its columns. Most
+    bigrams are in one document only: leaving them out halves the matrix and
+    every pair's work without changing a score.
     """
-    matrix, columns, frequencies = fitted_tfidf_rows(prepared.features)
-    # A feature of one document only adds nothing to any dot product once the
-    # rows are normalised; most bigrams are such, so dropping them halves the
-    # matrix and every pair's work without changing a score.
-    shared = np.flatnonzero(frequencies.counts > 1)
-    return matrix[:, shared].tocsr(), columns[shared]
+    matrix, columns, _ = fitted_tfidf_rows(prepared.features, min_documents=2)
+    return matrix, columns
 
 
 def _score(
@@ -211,10 +235,12 @@ def _score(
     cols: np.ndarray,
     params: Params,
     matrix: sparse.csr_matrix | None = None,
+    jobs: int = 1,
 ) -> dict[str, np.ndarray]:
     """Score pairs; returns the final ``score`` and the parts it was built from.
 
-    ``matrix`` is the batch's document matrix when the caller already has it.
+    ``matrix`` is the batch's document matrix when the caller already has it;
+    ``jobs`` threads compute cosines.
     """
     weights = None
     if params.similarity == "cosine":
@@ -232,6 +258,7 @@ def _score(
         params.time_window_days,
         params.time_scale_days,
         prepared.hash_sets,
+        jobs,
     )
 
 
@@ -321,7 +348,7 @@ def run(
         )
     stats.update(lsh_bands=bands, lsh_rows=rows_per_band, candidate_pairs=int(rows.size))
     with stage("verify"):
-        scores = _score(prepared, rows, cols, params, matrix)["score"]
+        scores = _score(prepared, rows, cols, params, matrix, jobs)["score"]
     stats["links"] = int(np.count_nonzero(scores >= params.threshold))
     with stage("cluster"):
         linkage = average_linkage if params.linkage == "average" else single_linkage

@@ -11,6 +11,7 @@ import csv
 import dataclasses
 import json
 import math
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TextIO
 
@@ -336,14 +337,22 @@ def render_errors(
 
 
 # The pipeline reports a stage when it ends; show the stage that runs next meanwhile.
-_NEXT_STAGE = {"analyse": "sign", "sign": "candidates", "candidates": "verify", "verify": "cluster"}
+_NEXT_STAGE = {
+    "analyse": "vectorise",
+    "vectorise": "sign",
+    "sign": "candidates",
+    "candidates": "verify",
+    "verify": "cluster",
+}
 
 
 @contextlib.contextmanager
 def stage_progress(console: Console) -> Iterator[Callable[[str, int, int], None]]:
     """A transient progress bar; yields a ``progress(stage, done, total)`` callback.
 
-    A ``total`` of 0 means "not known yet" (the bar then only counts).
+    A ``total`` of 0 means "not known yet" (the bar then only counts). Each
+    stage leaves one line with its seconds above the bar when the next begins,
+    so a long run shows where its time went.
     """
     columns = (
         SpinnerColumn(),
@@ -352,10 +361,24 @@ def stage_progress(console: Console) -> Iterator[Callable[[str, int, int], None]
         TextColumn("{task.fields[counts]}"),
         TimeElapsedColumn(),
     )
+    current: dict[str, Any] = {}  # the stage under way, when it began and its last count
+
+    def finish() -> None:
+        if current:
+            seconds = time.perf_counter() - current["start"]
+            console.print(
+                f"  {current['stage']:<10} {seconds:8.2f} s  {current['done']:>12,}", style="dim"
+            )
+            current.clear()
+
     with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task("reading", total=None, counts="")
 
         def update(stage: str, done: int, total: int) -> None:
+            if current.get("stage") != stage:
+                finish()
+                current.update(stage=stage, start=time.perf_counter())
+            current["done"] = done
             if total and done >= total and stage in _NEXT_STAGE:
                 bar.update(task, description=_NEXT_STAGE[stage], completed=0, total=None, counts="")
             else:
@@ -365,6 +388,7 @@ def stage_progress(console: Console) -> Iterator[Callable[[str, int, int], None]
                 )
 
         yield update
+        finish()
 
 
 # --- helpers --------------------------------------------------------------------

@@ -96,15 +96,26 @@ def shingle_hashes(terms: Sequence[str], kind: str = "word", size: int = 1) -> n
     """
     check_shingle_spec(kind, size)
     if kind == "word":
-        return word_shingle_hashes(term_hashes(terms), size)
-    text = " ".join(terms)
-    units = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        units = term_hashes(terms)
+    else:
+        text = " ".join(terms)
+        units = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
     return np.unique(combine_hashes(units, size))
 
 
-def word_shingle_hashes(units: np.ndarray, size: int = 1) -> np.ndarray:
-    """:func:`shingle_hashes` of word shingles from the terms' :func:`term_hashes`."""
-    return np.unique(combine_hashes(units, size))
+def grouped_ngram_hashes(
+    units: np.ndarray, groups: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`combine_hashes` of the runs of ``size`` units that lie within one group.
+
+    ``groups`` gives each unit's group (document), non-decreasing; returns the
+    hashes in order and the group of each. A group shorter than ``size`` has none.
+    """
+    if units.size < size:
+        return units[:0], groups[:0]
+    hashes = combine_hashes(units, size)
+    within = groups[: hashes.size] == groups[size - 1 :]
+    return hashes[within], groups[: hashes.size][within]
 
 
 def shingles(terms: Sequence[str], kind: str = "word", size: int = 1) -> list[str]:

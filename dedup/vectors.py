@@ -35,13 +35,9 @@ def feature_hashes(terms: Sequence[str], max_n: int = 2) -> np.ndarray:
     Phrases ("kim jong", "rate hike") tell events of one topic apart better
     than their words, which in a single-topic batch are all common.
     """
-    return unit_feature_hashes(term_hashes(terms), max_n)
-
-
-def unit_feature_hashes(units: np.ndarray, max_n: int = 2) -> np.ndarray:
-    """:func:`feature_hashes` from the terms' hashes (:func:`dedup.shingle.term_hashes`)."""
     if not 1 <= max_n <= MAX_SHINGLE_SIZE:
         raise ConfigError(f"n-grams must be 1 to {MAX_SHINGLE_SIZE} terms long")
+    units = term_hashes(terms)
     parts = [units]
     for n in range(2, max_n + 1):
         if units.size >= n:
@@ -190,28 +186,42 @@ def tfidf_rows(
 
 
 def fitted_tfidf_rows(
-    feature_lists: Sequence[np.ndarray],
+    feature_lists: Sequence[np.ndarray], min_documents: int = 1
 ) -> tuple[sparse.csr_matrix, np.ndarray, DocumentFrequencies]:
     """:func:`tfidf_rows` with IDF fitted on the same documents, and their frequencies.
 
-    Equal to ``tfidf_rows(f, DocumentFrequencies.count(f))``, with the sorting done once.
+    Equal to ``tfidf_rows(f, DocumentFrequencies.count(f))``, with the sorting
+    done once, then restricted to the columns of features that at least
+    ``min_documents`` documents hold. Rows are normalised before that: a
+    feature of one document adds nothing to any dot product, so leaving it
+    out changes no score and saves its memory.
     """
     cells = _Cells.of(feature_lists)
     frequencies = DocumentFrequencies(cells.columns, cells.document_counts, len(feature_lists))
-    matrix = _weighted_rows(cells, frequencies.idf(cells.columns), None)
-    return matrix, cells.columns, frequencies
+    kept = cells.document_counts >= min_documents
+    matrix = _weighted_rows(cells, frequencies.idf(cells.columns), None, kept)
+    return matrix, cells.columns[kept], frequencies
 
 
-def _weighted_rows(cells: _Cells, idf: np.ndarray, weights: np.ndarray | None) -> sparse.csr_matrix:
-    values = (1.0 + np.log(cells.term_counts)) * idf[cells.cols]
-    norms = np.sqrt(np.bincount(cells.rows, weights=values**2, minlength=cells.documents))
-    values /= norms[cells.rows]
+def _weighted_rows(
+    cells: _Cells, idf: np.ndarray, weights: np.ndarray | None, kept: np.ndarray | None = None
+) -> sparse.csr_matrix:
+    """CSR rows of the cells' TF-IDF values, over the ``kept`` columns (a mask) or all."""
+    rows, cols = cells.rows, cells.cols
+    values = (1.0 + np.log(cells.term_counts)) * idf[cols]
+    norms = np.sqrt(np.bincount(rows, weights=values**2, minlength=cells.documents))
+    values /= norms[rows]
     if weights is not None:
-        values *= np.asarray(weights, dtype=np.float64)[cells.rows]
+        values *= np.asarray(weights, dtype=np.float64)[rows]
+    width = cells.columns.size
+    if kept is not None:
+        live = kept[cols]
+        rows, values = rows[live], values[live]
+        cols = (np.cumsum(kept) - 1)[cols[live]]
+        width = int(np.count_nonzero(kept))
     # Cells come sorted by (row, column): the CSR arrays are the cells themselves.
-    indptr = np.r_[0, np.cumsum(np.bincount(cells.rows, minlength=cells.documents))]
-    shape = (cells.documents, cells.columns.size)
-    return sparse.csr_matrix((values, cells.cols, indptr), shape=shape)
+    indptr = np.r_[0, np.cumsum(np.bincount(rows, minlength=cells.documents))]
+    return sparse.csr_matrix((values, cols, indptr), shape=(cells.documents, width))
 
 
 def top_features(matrix: sparse.csr_matrix, columns: np.ndarray, k: int) -> list[np.ndarray]:

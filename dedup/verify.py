@@ -8,6 +8,7 @@ shingles. Everything here is pure: arrays in, arrays out.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
 import numba
@@ -22,8 +23,12 @@ _DAY = timedelta(days=1)
 _PAIR_BATCH = 1 << 16
 
 
-def pair_cosines(matrix: sparse.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+def pair_cosines(
+    matrix: sparse.csr_matrix, rows: np.ndarray, cols: np.ndarray, jobs: int = 1
+) -> np.ndarray:
     """Cosine of each (rows[k], cols[k]) pair of L2-normalised sparse rows.
+
+    ``jobs`` threads share the pairs; the result does not depend on it.
 
     Notes
     -----
@@ -41,19 +46,26 @@ def pair_cosines(matrix: sparse.csr_matrix, rows: np.ndarray, cols: np.ndarray) 
         matrix = matrix.copy()
         matrix.sort_indices()
     out = np.empty(rows.size, dtype=np.float64)
-    if rows.size:
-        order = np.argsort(rows, kind="stable")
-        dense = np.zeros(matrix.shape[1], dtype=np.float64)
-        _pair_dots(
-            matrix.indptr.astype(np.int64, copy=False),
-            matrix.indices,
-            matrix.data.astype(np.float64, copy=False),
-            rows,
-            cols,
-            order,
-            dense,
-            out,
-        )
+    order = np.argsort(rows, kind="stable")
+    arrays = (
+        matrix.indptr.astype(np.int64, copy=False),
+        matrix.indices,
+        matrix.data.astype(np.float64, copy=False),
+        rows,
+        cols,
+    )
+
+    def score_run(run: np.ndarray) -> None:
+        _pair_dots(*arrays, run, np.zeros(matrix.shape[1]), out)
+
+    # Each thread takes a contiguous run of the ordered pairs and its own buffer;
+    # the kernel releases the GIL.
+    runs = np.array_split(order, max(1, min(jobs, rows.size)))
+    if len(runs) == 1:
+        score_run(runs[0])
+    else:
+        with ThreadPoolExecutor(len(runs)) as pool:
+            list(pool.map(score_run, runs))
     return np.clip(out, 0.0, 1.0)
 
 
@@ -75,9 +87,6 @@ def _pair_dots(indptr, indices, data, rows, cols, order, dense, out):  # pragma:
             # A column row i lacks adds an exact 0.0: the sum matches the reference's.
             total += data[p] * dense[indices[p]]
         out[k] = total
-    if current >= 0:
-        for p in range(indptr[current], indptr[current + 1]):
-            dense[indices[p]] = 0.0
 
 
 def reference_pair_cosines(
@@ -135,6 +144,7 @@ def story_scores(
     window_days: float,
     scale_days: float,
     hash_sets: Sequence[np.ndarray] | None = None,
+    jobs: int = 1,
 ) -> dict[str, np.ndarray]:
     """Score pairs ``(rows[k], cols[k])``; returns the ``score`` and the parts it is built from.
 
@@ -144,12 +154,13 @@ def story_scores(
     ``jaccard``). Either is multiplied by the date decay (``days_apart``,
     ``time_factor``) and clipped to [0, 1]. The one place the parts are
     combined, so a batch run and an incremental index score a pair alike.
+    ``jobs`` threads compute the cosines; the scores do not depend on it.
     """
     parts: dict[str, np.ndarray] = {}
     if matrix is not None:
         if weights is None:
             raise ValueError("a cosine score needs the length weights")
-        parts["cosine"] = pair_cosines(matrix, rows, cols)
+        parts["cosine"] = pair_cosines(matrix, rows, cols, jobs)
         parts["length_factor"] = weights[rows] * weights[cols]
         base = parts["cosine"] * parts["length_factor"]
     else:

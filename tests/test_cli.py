@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -498,3 +499,26 @@ def test_evaluate_shows_the_worst_errors(tmp_path: Path):
     assert [(e["kind"], e["wrong"]) for e in errors] == [("merged", 1), ("split", 1)]
     assert errors[0]["parts"][0] == {"label": "q", "ids": ["a1", "a2"]}
     assert "merged" not in ok(*args, "--errors", "0").stdout
+
+
+def test_stage_progress_leaves_one_timed_line_per_stage():
+    import io
+
+    from rich.console import Console
+
+    from dedup.report import stage_progress
+
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=100, color_system=None)
+    with stage_progress(console) as progress:
+        progress("read", 10, 0)
+        progress("analyse", 0, 10)
+        progress("analyse", 10, 10)
+        progress("verify", 5, 5)
+    lines = re.findall(r"  (\w+) +([\d.]+) s +([\d,]+)\n", out.getvalue())
+    assert [(stage, count) for stage, _, count in lines] == [
+        ("read", "10"),
+        ("analyse", "10"),
+        ("verify", "5"),
+    ]
+    assert all(float(seconds) >= 0 for _, seconds, _ in lines)

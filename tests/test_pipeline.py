@@ -23,6 +23,7 @@ from dedup import (
     compare,
     score_pairs,
 )
+from dedup.params import resolve_params
 from dedup.pipeline import as_documents
 
 ARTICLE = (
@@ -338,3 +339,41 @@ def test_compare_puts_shared_names_numbers_and_dates_first():
     assert comparison.shared_names == ("Putin", "Kim", "Pyongyang")
     assert comparison.shared_numbers == ("12",)
     assert comparison.days_apart == 1.0
+
+
+WORDS = ["kim", "jong", "putin", "pyongyang", "visit", "summit", "rates", "bank", "the", "a"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    texts=st.lists(
+        st.lists(st.sampled_from(WORDS), max_size=9).map(" ".join), min_size=1, max_size=8
+    ),
+    shingle=st.sampled_from(["word", "char"]),
+    shingle_size=st.integers(1, 4),
+    ngrams=st.integers(1, 3),
+    similarity=st.sampled_from(["cosine", "jaccard"]),
+)
+def test_batched_analysis_equals_the_per_document_functions(
+    texts, shingle, shingle_size, ngrams, similarity
+):
+    from dedup.pipeline import _analyse, _analyse_hashed
+    from dedup.shingle import shingle_hashes
+    from dedup.vectors import feature_hashes
+
+    params = resolve_params(
+        lang="en",
+        shingle=shingle,
+        shingle_size=shingle_size,
+        tfidf_ngrams=ngrams,
+        similarity=similarity,
+    )
+    items = [(text, None, None) for text in texts]
+    got = _analyse_hashed(items, params)
+    for terms, (hash_set, features, distinct) in zip(
+        _analyse(items, "en", True, True), got, strict=True
+    ):
+        np.testing.assert_array_equal(hash_set, shingle_hashes(terms, shingle, shingle_size))
+        want = feature_hashes(terms, ngrams) if similarity == "cosine" else np.empty(0)
+        np.testing.assert_array_equal(features, want)
+        assert distinct == len(set(terms))

@@ -514,3 +514,20 @@ def test_top_features_equal_the_numpy_reference(case):
     want = reference_top_features(matrix, columns, k)
     assert [g.tolist() for g in got] == [w.tolist() for w in want]
     assert all(g.dtype == np.uint32 for g in got)
+
+
+@settings(max_examples=100, deadline=None)
+@given(feature_lists=feature_batches(), min_documents=st.integers(1, 3))
+def test_fitted_rows_equal_rows_over_counted_frequencies_restricted_after_normalising(
+    feature_lists, min_documents
+):
+    from dedup.vectors import fitted_tfidf_rows
+
+    frequencies = DocumentFrequencies.count(feature_lists)
+    full, columns = tfidf_rows(feature_lists, frequencies)
+    kept = np.flatnonzero(frequencies.counts >= min_documents)
+    got, got_columns, got_frequencies = fitted_tfidf_rows(feature_lists, min_documents)
+    np.testing.assert_array_equal(got_columns, columns[kept])
+    np.testing.assert_array_equal(got.toarray(), full[:, kept].toarray())
+    np.testing.assert_array_equal(got_frequencies.counts, frequencies.counts)
+    assert got_frequencies.documents == len(feature_lists)

@@ -207,3 +207,13 @@ def test_pair_cosines_accept_unsorted_indices_and_any_pair_order():
     np.testing.assert_array_equal(
         pair_cosines(shuffled, rows, cols), verify_module.reference_pair_cosines(matrix, rows, cols)
     )
+
+
+@settings(max_examples=50, deadline=None)
+@given(case=batches_with_pairs(), jobs=st.integers(2, 5))
+def test_pair_cosines_do_not_depend_on_the_threads(case, jobs):
+    term_lists, rows, cols = case
+    matrix, _ = tfidf_matrix(term_lists)
+    np.testing.assert_array_equal(
+        pair_cosines(matrix, rows, cols, jobs), pair_cosines(matrix, rows, cols)
+    )
