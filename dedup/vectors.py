@@ -138,17 +138,19 @@ class _Cells:
         keys.sort()
         first = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if keys.size else keys
         cells = keys[first]
-        columns, cols, document_counts = np.unique(
-            (cells & np.uint64(0xFFFFFFFF)).astype(np.uint32),
-            return_inverse=True,
-            return_counts=True,
-        )
+        hashes = (cells & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+        # np.unique(hashes, return_inverse=True, return_counts=True), twice as fast.
+        by_hash = np.argsort(hashes, kind="stable")
+        ordered = hashes[by_hash]
+        starts = np.r_[True, ordered[1:] != ordered[:-1]] if ordered.size else ordered.astype(bool)
+        cols = np.empty(hashes.size, dtype=np.int64)
+        cols[by_hash] = np.cumsum(starts) - 1
         return cls(
             rows=(cells >> np.uint64(32)).astype(np.int64),
-            cols=cols.ravel(),
+            cols=cols,
             term_counts=np.diff(np.r_[first, keys.size]),
-            columns=columns,
-            document_counts=document_counts.astype(np.int64),
+            columns=ordered[starts],
+            document_counts=np.diff(np.r_[np.flatnonzero(starts), ordered.size]),
             documents=n,
         )
 
