@@ -30,9 +30,10 @@ from dedup.linkage import average_linkage, single_linkage
 from dedup.normalize import Analyzer, detect_language, names, numbers, shared_names
 from dedup.params import Params, resolve_params
 from dedup.records import Cluster, ClusterResult, Document, parse_published
-from dedup.shingle import grouped_ngram_hashes, shingle_hashes, term_hashes
+from dedup.shingle import shingle_hash_sets
 from dedup.signature import estimated_jaccard, signatures
 from dedup.vectors import (
+    feature_hash_lists,
     feature_names,
     fitted_tfidf_rows,
     length_weights,
@@ -124,49 +125,17 @@ def _analyse_hashed(
 ) -> list[tuple[np.ndarray, np.ndarray, int]]:
     """Per item, its shingle-hash set, TF-IDF feature hashes and distinct-term count.
 
-    Runs in the workers, so that hashing is spread over them too. Each term of
-    the chunk is hashed once, and n-grams and sets are built for the whole
-    chunk at once: per-document numpy calls would cost more than the hashing.
+    Runs in the workers, so that hashing is spread over them too; the hashes
+    of a chunk are built at once, which costs far less than a call per document.
     """
     term_lists = _analyse(items, params.lang, params.stem, params.stopwords)
-    lengths = np.array([len(terms) for terms in term_lists], dtype=np.int64)
-    units = term_hashes([t for terms in term_lists for t in terms])
-    owner = np.repeat(np.arange(len(term_lists)), lengths)
-    if params.shingle == "word":
-        shingles, shingle_owner = grouped_ngram_hashes(units, owner, params.shingle_size)
-        hash_sets = _per_document(*_distinct(shingles, shingle_owner), len(term_lists))
-        # A text shorter than one shingle is one shingle of everything it has.
-        for k in np.flatnonzero((lengths > 0) & (lengths < params.shingle_size)).tolist():
-            hash_sets[k] = shingle_hashes(term_lists[k], "word", params.shingle_size)
-    else:
-        hash_sets = [shingle_hashes(t, params.shingle, params.shingle_size) for t in term_lists]
+    hash_sets = shingle_hash_sets(term_lists, params.shingle, params.shingle_size)
     if params.similarity == "cosine":
-        parts = [(units, owner)]
-        parts += [grouped_ngram_hashes(units, owner, n) for n in range(2, params.tfidf_ngrams + 1)]
-        features = np.concatenate([hashes for hashes, _ in parts])
-        feature_owner = np.concatenate([groups for _, groups in parts])
-        # Stable: per document, its words and then its n-grams, as feature_hashes gives them.
-        by_owner = np.argsort(feature_owner, kind="stable")
-        feature_lists = _per_document(features[by_owner], feature_owner[by_owner], len(lengths))
+        feature_lists = feature_hash_lists(term_lists, params.tfidf_ngrams)
     else:
-        feature_lists = [units[:0]] * len(lengths)
+        feature_lists = [np.empty(0, np.uint32)] * len(term_lists)
     distinct = [len(set(terms)) for terms in term_lists]
     return list(zip(hash_sets, feature_lists, distinct, strict=True))
-
-
-def _distinct(values: np.ndarray, owner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct values of each owner, sorted by (owner, value)."""
-    keys = np.sort(owner.astype(np.uint64) << np.uint64(32) | values.astype(np.uint64))
-    # Sort and drop repeats by hand: numpy 2's hash-based np.unique is far slower here.
-    keys = keys[np.r_[True, keys[1:] != keys[:-1]]] if keys.size else keys
-    return (keys & np.uint64(0xFFFFFFFF)).astype(np.uint32), (keys >> np.uint64(32)).astype(
-        np.int64
-    )
-
-
-def _per_document(values: np.ndarray, owner: np.ndarray, count: int) -> list[np.ndarray]:
-    """Split ``values``, grouped by their non-decreasing ``owner``, into one array per document."""
-    return np.split(values, np.cumsum(np.bincount(owner, minlength=count))[:-1])
 
 
 def _prepare(

@@ -103,6 +103,41 @@ def shingle_hashes(terms: Sequence[str], kind: str = "word", size: int = 1) -> n
     return np.unique(combine_hashes(units, size))
 
 
+def shingle_hash_sets(
+    term_lists: Sequence[Sequence[str]], kind: str = "word", size: int = 1
+) -> list[np.ndarray]:
+    """:func:`shingle_hashes` of many term lists at once, with equal results.
+
+    Word shingles of the whole batch are hashed in a few numpy passes (each
+    distinct term once, one sort for every set), which costs far less than a
+    call per document.
+    """
+    check_shingle_spec(kind, size)
+    if kind != "word":
+        return [shingle_hashes(terms, kind, size) for terms in term_lists]
+    units, owner = batch_term_hashes(term_lists)
+    hashes, groups = grouped_ngram_hashes(units, owner, size)
+    keys = np.sort(groups.astype(np.uint64) << np.uint64(32) | hashes.astype(np.uint64))
+    # Sort and drop repeats by hand: numpy 2's hash-based np.unique is far slower here.
+    keys = keys[np.r_[True, keys[1:] != keys[:-1]]] if keys.size else keys
+    sets = split_by_owner(
+        (keys & np.uint64(0xFFFFFFFF)).astype(np.uint32),
+        (keys >> np.uint64(32)).astype(np.int64),
+        len(term_lists),
+    )
+    for k, terms in enumerate(term_lists):
+        if 0 < len(terms) < size:  # one shingle of everything it has
+            sets[k] = shingle_hashes(terms, kind, size)
+    return sets
+
+
+def batch_term_hashes(term_lists: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`term_hashes` of every term of a batch, and the index of the list each is from."""
+    lengths = np.fromiter((len(t) for t in term_lists), dtype=np.int64, count=len(term_lists))
+    units = term_hashes([t for terms in term_lists for t in terms])
+    return units, np.repeat(np.arange(len(term_lists)), lengths)
+
+
 def grouped_ngram_hashes(
     units: np.ndarray, groups: np.ndarray, size: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -116,6 +151,13 @@ def grouped_ngram_hashes(
     hashes = combine_hashes(units, size)
     within = groups[: hashes.size] == groups[size - 1 :]
     return hashes[within], groups[: hashes.size][within]
+
+
+def split_by_owner(values: np.ndarray, owner: np.ndarray, count: int) -> list[np.ndarray]:
+    """Split ``values``, grouped by their non-decreasing ``owner``, into ``count`` arrays."""
+    if count == 0:
+        return []
+    return np.split(values, np.cumsum(np.bincount(owner, minlength=count))[:-1])
 
 
 def shingles(terms: Sequence[str], kind: str = "word", size: int = 1) -> list[str]:

@@ -24,7 +24,15 @@ import numpy as np
 from scipy import sparse
 
 from dedup.errors import ConfigError
-from dedup.shingle import MAX_SHINGLE_SIZE, combine_hashes, shingle_hash_of, term_hashes
+from dedup.shingle import (
+    MAX_SHINGLE_SIZE,
+    batch_term_hashes,
+    combine_hashes,
+    grouped_ngram_hashes,
+    shingle_hash_of,
+    split_by_owner,
+    term_hashes,
+)
 
 
 def feature_hashes(terms: Sequence[str], max_n: int = 2) -> np.ndarray:
@@ -43,6 +51,19 @@ def feature_hashes(terms: Sequence[str], max_n: int = 2) -> np.ndarray:
         if units.size >= n:
             parts.append(combine_hashes(units, n))
     return np.concatenate(parts) if len(parts) > 1 else units
+
+
+def feature_hash_lists(term_lists: Sequence[Sequence[str]], max_n: int = 2) -> list[np.ndarray]:
+    """:func:`feature_hashes` of many term lists at once, with equal results."""
+    if not 1 <= max_n <= MAX_SHINGLE_SIZE:
+        raise ConfigError(f"n-grams must be 1 to {MAX_SHINGLE_SIZE} terms long")
+    units, owner = batch_term_hashes(term_lists)
+    parts = [(units, owner)] + [grouped_ngram_hashes(units, owner, n) for n in range(2, max_n + 1)]
+    features = np.concatenate([hashes for hashes, _ in parts])
+    feature_owner = np.concatenate([groups for _, groups in parts])
+    # Stable: per document, its words and then its n-grams, as feature_hashes gives them.
+    by_owner = np.argsort(feature_owner, kind="stable")
+    return split_by_owner(features[by_owner], feature_owner[by_owner], len(term_lists))
 
 
 def feature_names(terms: Sequence[str], max_n: int = 2) -> dict[int, str]:

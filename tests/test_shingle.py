@@ -178,3 +178,19 @@ def test_check_shingle_spec_rejects(kind, size):
 def test_check_shingle_spec_accepts(kind, size):
     check_shingle_spec(kind, size)  # no exception
     assert shingle_hashes(["a", "b"], kind, size).size >= 1
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    term_lists=st.lists(SMALL_VOCAB_TERMS, max_size=6),
+    kind=st.sampled_from(["word", "char"]),
+    size=st.integers(1, 5),
+)
+def test_shingle_hash_sets_equal_one_call_per_document(term_lists, kind, size):
+    from dedup.shingle import shingle_hash_sets
+
+    got = shingle_hash_sets(term_lists, kind, size)
+    assert len(got) == len(term_lists)
+    for terms, hashes in zip(term_lists, got, strict=True):
+        assert hashes.dtype == np.uint32
+        np.testing.assert_array_equal(hashes, shingle_hashes(terms, kind, size))

@@ -531,3 +531,14 @@ def test_fitted_rows_equal_rows_over_counted_frequencies_restricted_after_normal
     np.testing.assert_array_equal(got.toarray(), full[:, kept].toarray())
     np.testing.assert_array_equal(got_frequencies.counts, frequencies.counts)
     assert got_frequencies.documents == len(feature_lists)
+
+
+@settings(max_examples=100, deadline=None)
+@given(term_lists=DOCUMENTS, max_n=st.integers(1, 3))
+def test_feature_hash_lists_equal_one_call_per_document(term_lists, max_n):
+    from dedup.vectors import feature_hash_lists
+
+    got = feature_hash_lists(term_lists, max_n)
+    assert len(got) == len(term_lists)
+    for terms, features in zip(term_lists, got, strict=True):
+        np.testing.assert_array_equal(features, feature_hashes(terms, max_n))
