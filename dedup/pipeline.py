@@ -33,6 +33,7 @@ from dedup.records import Cluster, ClusterResult, Document, parse_published
 from dedup.shingle import shingle_hash_sets
 from dedup.signature import estimated_jaccard, signatures
 from dedup.vectors import (
+    columns_by_frequency,
     feature_hash_lists,
     feature_names,
     fitted_tfidf_rows,
@@ -45,7 +46,9 @@ DocumentLike = Document | str | Mapping[str, Any]
 Progress = Callable[[str, int, int], None]
 """Called as ``progress(stage, done, total)`` while a run advances."""
 
-_ANALYSE_CHUNK = 2000  # documents per worker task: large enough to amortise pickling
+# Documents per worker task: large enough to amortise pickling, small enough
+# that every worker gets several tasks and none waits long for the last one.
+_ANALYSE_CHUNK = (200, 2000)
 _LINK_FLOOR = 0.25  # fraction of the threshold under which a link is not worth keeping
 
 
@@ -147,7 +150,9 @@ def _prepare(
 ) -> _Prepared:
     start = time.perf_counter()
     items = [(d.text, d.title, d.lang) for d in docs]
-    chunks = [items[k : k + _ANALYSE_CHUNK] for k in range(0, len(items), _ANALYSE_CHUNK)]
+    low, high = _ANALYSE_CHUNK
+    size = max(low, min(high, -(-len(items) // (4 * jobs))))
+    chunks = [items[k : k + size] for k in range(0, len(items), size)]
     analyse = functools.partial(_analyse_hashed, params=params)
     analysed: list[tuple[np.ndarray, np.ndarray, int]] = []
     with contextlib.ExitStack() as stack:
@@ -317,6 +322,8 @@ def run(
         )
     stats.update(lsh_bands=bands, lsh_rows=rows_per_band, candidate_pairs=int(rows.size))
     with stage("verify"):
+        if matrix is not None:
+            matrix = columns_by_frequency(matrix)
         scores = _score(prepared, rows, cols, params, matrix, jobs)["score"]
     stats["links"] = int(np.count_nonzero(scores >= params.threshold))
     with stage("cluster"):

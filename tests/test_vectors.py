@@ -542,3 +542,20 @@ def test_feature_hash_lists_equal_one_call_per_document(term_lists, max_n):
     assert len(got) == len(term_lists)
     for terms, features in zip(term_lists, got, strict=True):
         np.testing.assert_array_equal(features, feature_hashes(terms, max_n))
+
+
+@settings(max_examples=50, deadline=None)
+@given(feature_lists=feature_batches())
+def test_columns_by_frequency_keep_every_dot_product(feature_lists):
+    from dedup.vectors import columns_by_frequency
+
+    matrix, _ = tfidf_rows(feature_lists, DocumentFrequencies.count(feature_lists))
+    before = matrix.copy()
+    renumbered = columns_by_frequency(matrix)
+    assert (matrix != before).nnz == 0  # the input is left as it was
+    assert renumbered.has_sorted_indices
+    np.testing.assert_allclose(
+        (renumbered @ renumbered.T).toarray(), (matrix @ matrix.T).toarray(), atol=1e-12
+    )
+    frequency = np.diff(renumbered.tocsc().indptr)
+    assert np.all(frequency[:-1] >= frequency[1:])
