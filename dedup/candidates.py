@@ -124,6 +124,8 @@ def candidate_pairs(
     if not 1 <= min_bands <= bands:
         raise ConfigError(f"min_bands must be from 1 to the {bands} bands")
     live = np.flatnonzero(~np.all(signatures == EMPTY, axis=1))
+    if live.size < 2:  # no pair to find (a single-document query, say): skip the bands
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
     keys = band_keys(signatures[live], bands, rows)
     found: list[np.ndarray] = []
     for band in range(bands):

@@ -36,14 +36,14 @@ from dedup.linkage import average_linkage, single_linkage
 from dedup.params import Params, resolve_params
 from dedup.pipeline import (
     DocumentLike,
-    _analyse,
+    _analyse_hashed,
     _build_result,
     _pool_context,
     as_documents,
     default_jobs,
 )
 from dedup.records import ClusterResult, Document
-from dedup.shingle import shingle_hashes
+from dedup.shingle import unique_sorted
 from dedup.signature import signatures
 from dedup.stores import (
     Batch,
@@ -57,7 +57,6 @@ from dedup.stores import (
 )
 from dedup.vectors import (
     DocumentFrequencies,
-    feature_hashes,
     length_weights,
     tfidf_rows,
     top_features,
@@ -341,28 +340,18 @@ class StoryIndex:
         Large batches are analysed by worker processes, as ``dedup cluster --jobs``
         does: analysis is pure Python and most of an ``add``'s time.
         """
-        params = self.params
         items = [(d.text, d.title, d.lang) for d in docs]
-        need_sets = params.similarity == "jaccard" or not params.keywords
-        work = functools.partial(
-            _featurise_chunk,
-            lang=params.lang,
-            stem=params.stem,
-            stop=params.stopwords,
-            shingle=(params.shingle, params.shingle_size) if need_sets else None,
-            ngrams=params.tfidf_ngrams,
-        )
+        work = functools.partial(_analyse_hashed, params=self.params)
         chunks = [items[k : k + _CHUNK] for k in range(0, len(items), _CHUNK)]
         jobs = min(default_jobs(), len(chunks))
         if jobs > 1:
             with ProcessPoolExecutor(jobs, mp_context=_pool_context()) as pool:
-                parts = list(pool.map(work, chunks))
+                analysed = [a for part in pool.map(work, chunks) for a in part]
         else:
-            parts = [work(c) for c in chunks]
-        feats = [f for part in parts for f in part[0]]
-        distinct = np.array([k for part in parts for k in part[1]], dtype=np.int64)
-        sets = [h for part in parts for h in part[2]]
-        return feats, distinct, sets
+            analysed = [a for chunk in chunks for a in work(chunk)]
+        feats = [features for _, features, _ in analysed]
+        distinct = np.array([count for _, _, count in analysed], dtype=np.int64)
+        return feats, distinct, [hash_set for hash_set, _, _ in analysed]
 
     def _plan(self, docs: Sequence[Document], *, write: bool) -> _Plan:
         params = self.params
@@ -411,7 +400,7 @@ class StoryIndex:
         published = [d.published for d in docs] + [d.published for d in old]
         if cosine:
             old_lists = [d.feature_list() for d in old]
-            old_union = np.unique(np.concatenate([d.features for d in old])) if old else None
+            old_union = unique_sorted(np.concatenate([d.features for d in old])) if old else None
             if old_union is not None:
                 old_df = _lookup(stored_features, stored_counts, old_union) + _lookup(
                     batch_df.features, batch_df.counts, old_union
@@ -563,7 +552,7 @@ class StoryIndex:
         stored = [documents[i] for i in ids]
         matrix = weights = hash_sets = None
         if params.similarity == "cosine":
-            union = np.unique(np.concatenate([d.features for d in stored]))
+            union = unique_sorted(np.concatenate([d.features for d in stored]))
             df = _lookup(*self._df, union) + _lookup(batch_df.features, batch_df.counts, union)
             matrix, _ = tfidf_rows(
                 [d.feature_list() for d in stored], DocumentFrequencies(union, df, total)
@@ -611,33 +600,10 @@ class StoryIndex:
                     distinct_terms=int(distinct[k]),
                     features=features,
                     counts=counts.astype(np.uint32),
-                    shingles=np.unique(sets[k]) if jaccard else None,
+                    shingles=unique_sorted(sets[k]) if jaccard else None,
                 )
             )
         return batch
-
-
-def _featurise_chunk(
-    items: Sequence[tuple[str, str | None, str | None]],
-    lang: str | None,
-    stem: bool,
-    stop: bool,
-    shingle: tuple[str, int] | None,
-    ngrams: int,
-) -> tuple[list[np.ndarray], list[int], list[np.ndarray]]:
-    """Features, distinct-term counts and (if asked) shingle sets: a pure function for workers.
-
-    Returns arrays rather than term lists, which are several times larger to
-    send back from a worker.
-    """
-    terms = _analyse(items, lang, stem, stop)
-    feats = [feature_hashes(t, ngrams) for t in terms]
-    distinct = [len(set(t)) for t in terms]
-    if shingle is None:
-        sets = [np.empty(0, np.uint32) for _ in terms]
-    else:
-        sets = [shingle_hashes(t, shingle[0], shingle[1]) for t in terms]
-    return feats, distinct, sets
 
 
 def _lookup(features: np.ndarray, counts: np.ndarray, wanted: np.ndarray) -> np.ndarray:
@@ -673,7 +639,7 @@ def _stack(
     top: sparse.csr_matrix, top_columns: np.ndarray, bottom: sparse.csr_matrix, bottom_columns
 ) -> sparse.csr_matrix:
     """Stack two TF-IDF matrices whose columns index different feature lists."""
-    columns = np.union1d(top_columns, bottom_columns)
+    columns = unique_sorted(np.concatenate([top_columns, bottom_columns]))
     parts = []
     for matrix, own in ((top, top_columns), (bottom, bottom_columns)):
         remap = np.searchsorted(columns, own)
