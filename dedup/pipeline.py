@@ -263,7 +263,12 @@ def _build_result(
     for label, members in enumerate(ordered):
         final[members] = label
         sims = tuple(round(float(mean_sim[i]), 6) for i in members)
-        representative = members[int(np.argmax(sims))]
+        # The most similar member; ties go to the smallest id, whatever the input order.
+        best = max(sims)
+        representative = min(
+            (m for m, sim in zip(members, sims, strict=True) if sim == best),
+            key=lambda m: docs[m].id,
+        )
         clusters.append(Cluster(label, tuple(members), sims, representative))
     flags = tuple(("empty",) if e else () for e in empty.tolist())
     return ClusterResult(tuple(docs), final, tuple(clusters), flags, params.as_dict(), stats)
@@ -338,7 +343,7 @@ def run(
     inverse[order] = np.arange(n)
     empty = np.array([len(prepared.hash_sets[k]) == 0 for k in inverse], dtype=bool)
     return _build_result(
-        docs, labels[inverse], inverse[rows], inverse[cols], scores, empty, params, stats
+        docs, labels[inverse], order[rows], order[cols], scores, empty, params, stats
     )
 
 

@@ -295,6 +295,24 @@ def test_shuffled_real_data_gives_the_same_partition(shared_data):
     assert partition_by_id(cluster(docs)) == partition_by_id(cluster(shuffled))
 
 
+def test_shuffled_input_gives_each_document_the_same_similarity_and_representative(shared_data):
+    docs = dedup.read_documents(shared_data / "ecbplus" / "ecbplus.jsonl")[:300]
+    shuffled = list(docs)
+    random.Random(7).shuffle(shuffled)
+
+    def by_id(result):
+        out = {}
+        for c in result.clusters:
+            for member, similarity in zip(c.members, c.similarities, strict=True):
+                doc_id = result.documents[member].id
+                out[doc_id] = (similarity, result.documents[c.representative].id)
+        return out
+
+    first, second = by_id(cluster(docs)), by_id(cluster(shuffled))
+    assert first == second
+    assert any(similarity < 1.0 for similarity, _ in first.values())
+
+
 def test_worker_processes_give_the_same_result(monkeypatch):
     # Small chunks so that three worker tasks run even on a small input.
     monkeypatch.setattr(pipeline_module, "_ANALYSE_CHUNK", (7, 7))
