@@ -155,7 +155,7 @@ _JOBS = click.option(
     type=click.IntRange(min=1),
     default=default_jobs,
     show_default="the cores available",
-    help="Worker processes for text analysis; results are the same for any number.",
+    help="Processes for text analysis, threads for pair scores; results are the same for any.",
 )
 _QUIET = click.option("--quiet", "-q", is_flag=True, help="No progress bar on stderr.")
 
@@ -217,16 +217,45 @@ def cli() -> None:
     help="Members shown per cluster in the table.",
 )
 @_JOBS
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "spark"]),
+    default="local",
+    show_default=True,
+    help="spark: run on Apache Spark (pip install 'dedup[spark]'); needs --output "
+    "(.parquet or .jsonl, by extension).",
+)
+@click.option(
+    "--spark-master",
+    metavar="URL",
+    help="Spark master for --engine spark.  [default: local[*], or spark-submit's]",
+)
 @_QUIET
 def cluster_command(
-    inputs, preset, options, fields, allow_empty, fmt, output, show_all, max_members, jobs, quiet
+    inputs,
+    preset,
+    options,
+    fields,
+    allow_empty,
+    fmt,
+    output,
+    show_all,
+    max_members,
+    jobs,
+    engine,
+    spark_master,
+    quiet,
 ) -> None:
     """Group documents that report the same story.
 
     INPUT is a directory of .txt files (with an optional metadata.jsonl), a .txt,
-    .jsonl, .csv or .parquet file, or - for JSON Lines on stdin.
+    .jsonl, .csv or .parquet file, or - for JSON Lines on stdin. With --engine
+    spark, INPUT is .jsonl or .parquet and --output a .parquet or .jsonl directory.
     """
     params = resolve_params(preset, **options)
+    if engine == "spark":
+        _cluster_on_spark(inputs, output, spark_master, preset, options, fields, allow_empty, quiet)
+        return
     with _progress(quiet) as progress:
         result = run(_read(inputs, fields, allow_empty, progress), params, progress, jobs)
     with open_output(output) as out:
@@ -242,6 +271,20 @@ def cluster_command(
         else:
             writers = {"json": report.write_json, "jsonl": report.write_jsonl}
             writers.get(fmt, report.write_csv)(result, out)
+
+
+def _cluster_on_spark(inputs, output, master, preset, options, fields, allow_empty, quiet) -> None:
+    if output is None:
+        raise click.UsageError("--engine spark needs --output FILE (.parquet or .jsonl)")
+    from dedup.spark import cluster_files  # pyspark only when asked for
+
+    counts = cluster_files(
+        list(inputs), output, master, preset, fields=fields, allow_empty=allow_empty, **options
+    )
+    if not quiet:
+        click.echo(
+            f"{counts['documents']} documents, {counts['clusters']} clusters -> {output}", err=True
+        )
 
 
 @cli.command("compare")

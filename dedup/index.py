@@ -35,12 +35,13 @@ from dedup.errors import ConfigError, DuplicateIdError
 from dedup.linkage import average_linkage, single_linkage
 from dedup.params import Params, resolve_params
 from dedup.pipeline import (
+    LINK_FLOOR,
     DocumentLike,
-    _analyse_hashed,
     _build_result,
     _pool_context,
     as_documents,
     default_jobs,
+    hashed_analysis,
 )
 from dedup.records import ClusterResult, Document
 from dedup.shingle import unique_sorted
@@ -72,7 +73,6 @@ __all__ = [
     "StoryIndex",
 ]
 
-_LINK_FLOOR = 0.25  # as in dedup.pipeline: links under this share of the threshold are dropped
 _SNIPPET = 300
 _DF_RUNS = 16  # DF runs in the store before a writer merges them into one
 _CHUNK = 2000  # documents per analysis task, as dedup.pipeline: amortises the pickling
@@ -341,7 +341,7 @@ class StoryIndex:
         does: analysis is pure Python and most of an ``add``'s time.
         """
         items = [(d.text, d.title, d.lang) for d in docs]
-        work = functools.partial(_analyse_hashed, params=self.params)
+        work = functools.partial(hashed_analysis, params=self.params)
         chunks = [items[k : k + _CHUNK] for k in range(0, len(items), _CHUNK)]
         jobs = min(default_jobs(), len(chunks))
         if jobs > 1:
@@ -429,7 +429,7 @@ class StoryIndex:
             params.time_scale_days,
             hash_sets,
         )["score"]
-        kept = scores >= params.threshold * _LINK_FLOOR
+        kept = scores >= params.threshold * LINK_FLOOR
         rows, cols, scores = rows[kept], cols[kept], scores[kept]
 
         # The existing clusters the batch links to are clustered again with it,

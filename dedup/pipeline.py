@@ -49,7 +49,7 @@ Progress = Callable[[str, int, int], None]
 # Documents per worker task: large enough to amortise pickling, small enough
 # that every worker gets several tasks and none waits long for the last one.
 _ANALYSE_CHUNK = (200, 2000)
-_LINK_FLOOR = 0.25  # fraction of the threshold under which a link is not worth keeping
+LINK_FLOOR = 0.25  # fraction of the threshold under which a link is not worth keeping
 
 
 def as_documents(documents: Iterable[DocumentLike]) -> list[Document]:
@@ -109,7 +109,7 @@ class _Prepared:
     published: list[datetime | None]
 
 
-def _analyse(
+def analyse_terms(
     items: Sequence[tuple[str, str | None, str | None]], lang: str | None, stem: bool, stop: bool
 ) -> list[list[str]]:
     """Terms of ``(text, title, lang)`` items: a pure function, so workers can run it."""
@@ -123,7 +123,7 @@ def _analyse(
     return terms
 
 
-def _analyse_hashed(
+def hashed_analysis(
     items: Sequence[tuple[str, str | None, str | None]], params: Params
 ) -> list[tuple[np.ndarray, np.ndarray, int]]:
     """Per item, its shingle-hash set, TF-IDF feature hashes and distinct-term count.
@@ -131,7 +131,7 @@ def _analyse_hashed(
     Runs in the workers, so that hashing is spread over them too; the hashes
     of a chunk are built at once, which costs far less than a call per document.
     """
-    term_lists = _analyse(items, params.lang, params.stem, params.stopwords)
+    term_lists = analyse_terms(items, params.lang, params.stem, params.stopwords)
     hash_sets = shingle_hash_sets(term_lists, params.shingle, params.shingle_size)
     if params.similarity == "cosine":
         feature_lists = feature_hash_lists(term_lists, params.tfidf_ngrams)
@@ -153,7 +153,7 @@ def _prepare(
     low, high = _ANALYSE_CHUNK
     size = max(low, min(high, -(-len(items) // (4 * jobs))))
     chunks = [items[k : k + size] for k in range(0, len(items), size)]
-    analyse = functools.partial(_analyse_hashed, params=params)
+    analyse = functools.partial(hashed_analysis, params=params)
     analysed: list[tuple[np.ndarray, np.ndarray, int]] = []
     with contextlib.ExitStack() as stack:
         mapper: Callable[..., Iterable[list[tuple[np.ndarray, np.ndarray, int]]]] = map
@@ -335,7 +335,7 @@ def run(
         linkage = average_linkage if params.linkage == "average" else single_linkage
         # Links far below the threshold barely move a cluster's mean, but they are
         # most of the candidates: dropping them halves the linkage's work.
-        kept = scores >= params.threshold * _LINK_FLOOR
+        kept = scores >= params.threshold * LINK_FLOOR
         labels = linkage(n, rows[kept], cols[kept], scores[kept], params.threshold)
 
     # Back from id order to input order.
@@ -476,7 +476,7 @@ def compare(
     explained = dataclasses.replace(params, similarity="cosine")
     matrix, columns = _document_matrix(_prepare(docs, explained, None, {}), explained)
     weights = matrix[0].multiply(matrix[1]).toarray().ravel()
-    (terms,) = _analyse(
+    (terms,) = analyse_terms(
         [(first_doc.text, first_doc.title, first_doc.lang)],
         params.lang,
         params.stem,

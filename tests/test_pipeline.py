@@ -375,7 +375,7 @@ WORDS = ["kim", "jong", "putin", "pyongyang", "visit", "summit", "rates", "bank"
 def test_batched_analysis_equals_the_per_document_functions(
     texts, shingle, shingle_size, ngrams, similarity
 ):
-    from dedup.pipeline import _analyse, _analyse_hashed
+    from dedup.pipeline import analyse_terms, hashed_analysis
     from dedup.shingle import shingle_hashes
     from dedup.vectors import feature_hashes
 
@@ -387,9 +387,9 @@ def test_batched_analysis_equals_the_per_document_functions(
         similarity=similarity,
     )
     items = [(text, None, None) for text in texts]
-    got = _analyse_hashed(items, params)
+    got = hashed_analysis(items, params)
     for terms, (hash_set, features, distinct) in zip(
-        _analyse(items, "en", True, True), got, strict=True
+        analyse_terms(items, "en", True, True), got, strict=True
     ):
         np.testing.assert_array_equal(hash_set, shingle_hashes(terms, shingle, shingle_size))
         want = feature_hashes(terms, ngrams) if similarity == "cosine" else np.empty(0)
