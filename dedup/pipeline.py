@@ -155,6 +155,8 @@ def _prepare(
     chunks = [items[k : k + size] for k in range(0, len(items), size)]
     analyse = functools.partial(hashed_analysis, params=params)
     analysed: list[tuple[np.ndarray, np.ndarray, int]] = []
+    if progress:
+        progress("analyse", 0, len(docs))
     with contextlib.ExitStack() as stack:
         mapper: Callable[..., Iterable[list[tuple[np.ndarray, np.ndarray, int]]]] = map
         if jobs > 1 and len(chunks) > 1:

@@ -347,12 +347,15 @@ _NEXT_STAGE = {
 
 
 @contextlib.contextmanager
-def stage_progress(console: Console) -> Iterator[Callable[[str, int, int], None]]:
+def stage_progress(
+    console: Console, min_seconds: float = 2.0
+) -> Iterator[Callable[[str, int, int], None]]:
     """A transient progress bar; yields a ``progress(stage, done, total)`` callback.
 
-    A ``total`` of 0 means "not known yet" (the bar then only counts). Each
-    stage leaves one line with its seconds above the bar when the next begins,
-    so a long run shows where its time went.
+    A ``total`` of 0 means "not known yet" (the bar then only counts). Once a
+    run has lasted ``min_seconds``, each stage leaves one line with its seconds
+    above the bar as the next begins, so a long run shows where its time went
+    and a short one stays quiet.
     """
     columns = (
         SpinnerColumn(),
@@ -361,15 +364,19 @@ def stage_progress(console: Console) -> Iterator[Callable[[str, int, int], None]
         TextColumn("{task.fields[counts]}"),
         TimeElapsedColumn(),
     )
+    began = time.perf_counter()
     current: dict[str, Any] = {}  # the stage under way, when it began and its last count
+    finished: list[str] = []  # stage lines not printed yet
 
     def finish() -> None:
         if current:
             seconds = time.perf_counter() - current["start"]
-            console.print(
-                f"  {current['stage']:<10} {seconds:8.2f} s  {current['done']:>12,}", style="dim"
-            )
+            finished.append(f"  {current['stage']:<10} {seconds:8.2f} s  {current['done']:>12,}")
             current.clear()
+        if time.perf_counter() - began >= min_seconds:
+            for line in finished:
+                console.print(line, style="dim")
+            finished.clear()
 
     with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task("reading", total=None, counts="")

@@ -510,7 +510,7 @@ def test_stage_progress_leaves_one_timed_line_per_stage():
 
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, width=100, color_system=None)
-    with stage_progress(console) as progress:
+    with stage_progress(console, min_seconds=0) as progress:
         progress("read", 10, 0)
         progress("analyse", 0, 10)
         progress("analyse", 10, 10)
@@ -522,3 +522,18 @@ def test_stage_progress_leaves_one_timed_line_per_stage():
         ("verify", "5"),
     ]
     assert all(float(seconds) >= 0 for _, seconds, _ in lines)
+
+
+def test_stage_progress_stays_quiet_on_a_short_run():
+    import io
+
+    from rich.console import Console
+
+    from dedup.report import stage_progress
+
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=100, color_system=None)
+    with stage_progress(console, min_seconds=60) as progress:
+        progress("analyse", 10, 10)
+        progress("verify", 5, 5)
+    assert not re.findall(r"  (\w+) +([\d.]+) s +([\d,]+)\n", out.getvalue())
