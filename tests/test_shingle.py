@@ -194,3 +194,14 @@ def test_shingle_hash_sets_equal_one_call_per_document(term_lists, kind, size):
     for terms, hashes in zip(term_lists, got, strict=True):
         assert hashes.dtype == np.uint32
         np.testing.assert_array_equal(hashes, shingle_hashes(terms, kind, size))
+
+
+@settings(max_examples=100, deadline=None)
+@given(values=st.lists(st.integers(0, 40), max_size=60), wide=st.booleans())
+def test_unique_sorted_equals_numpy_unique(values, wide):
+    from dedup.shingle import unique_sorted
+
+    array = np.array(values, dtype=np.uint64 if wide else np.uint32)
+    got = unique_sorted(array)
+    np.testing.assert_array_equal(got, np.unique(array))
+    assert got.dtype == array.dtype
