@@ -501,21 +501,24 @@ def test_evaluate_shows_the_worst_errors(tmp_path: Path):
     assert "merged" not in ok(*args, "--errors", "0").stdout
 
 
-def test_stage_progress_leaves_one_timed_line_per_stage():
-    import io
-
+def _stage_lines(min_seconds: float) -> list[tuple[str, str, str]]:
+    """The (stage, seconds, count) lines a run of four stage reports leaves on a terminal."""
     from rich.console import Console
 
     from dedup.report import stage_progress
 
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, width=100, color_system=None)
-    with stage_progress(console, min_seconds=0) as progress:
+    with stage_progress(console, min_seconds=min_seconds) as progress:
         progress("read", 10, 0)
         progress("analyse", 0, 10)
         progress("analyse", 10, 10)
         progress("verify", 5, 5)
-    lines = re.findall(r"  (\w+) +([\d.]+) s +([\d,]+)\n", out.getvalue())
+    return re.findall(r"  (\w+) +([\d.]+) s +([\d,]+)\n", out.getvalue())
+
+
+def test_stage_progress_leaves_one_timed_line_per_stage():
+    lines = _stage_lines(min_seconds=0)
     assert [(stage, count) for stage, _, count in lines] == [
         ("read", "10"),
         ("analyse", "10"),
@@ -525,15 +528,4 @@ def test_stage_progress_leaves_one_timed_line_per_stage():
 
 
 def test_stage_progress_stays_quiet_on_a_short_run():
-    import io
-
-    from rich.console import Console
-
-    from dedup.report import stage_progress
-
-    out = io.StringIO()
-    console = Console(file=out, force_terminal=True, width=100, color_system=None)
-    with stage_progress(console, min_seconds=60) as progress:
-        progress("analyse", 10, 10)
-        progress("verify", 5, 5)
-    assert not re.findall(r"  (\w+) +([\d.]+) s +([\d,]+)\n", out.getvalue())
+    assert _stage_lines(min_seconds=60) == []
