@@ -20,10 +20,8 @@ The store (:mod:`dedup.stores`) is one SQLite file or a Redis database.
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,10 +36,9 @@ from dedup.pipeline import (
     LINK_FLOOR,
     DocumentLike,
     _build_result,
-    _pool_context,
+    analyse_documents,
     as_documents,
     default_jobs,
-    hashed_analysis,
 )
 from dedup.records import ClusterResult, Document
 from dedup.shingle import unique_sorted
@@ -75,7 +72,6 @@ __all__ = [
 
 _SNIPPET = 300
 _DF_RUNS = 16  # DF runs in the store before a writer merges them into one
-_CHUNK = 2000  # documents per analysis task, as dedup.pipeline: amortises the pickling
 
 
 @dataclass(frozen=True)
@@ -341,14 +337,7 @@ class StoryIndex:
         does: analysis is pure Python and most of an ``add``'s time.
         """
         items = [(d.text, d.title, d.lang) for d in docs]
-        work = functools.partial(hashed_analysis, params=self.params)
-        chunks = [items[k : k + _CHUNK] for k in range(0, len(items), _CHUNK)]
-        jobs = min(default_jobs(), len(chunks))
-        if jobs > 1:
-            with ProcessPoolExecutor(jobs, mp_context=_pool_context()) as pool:
-                analysed = [a for part in pool.map(work, chunks) for a in part]
-        else:
-            analysed = [a for chunk in chunks for a in work(chunk)]
+        analysed = analyse_documents(items, self.params, default_jobs())
         feats = [features for _, features, _ in analysed]
         distinct = np.array([count for _, _, count in analysed], dtype=np.int64)
         return feats, distinct, [hash_set for hash_set, _, _ in analysed]
@@ -371,15 +360,11 @@ class StoryIndex:
         if cosine:
             new_df = _lookup(stored_features, stored_counts, batch_df.features) + batch_df.counts
             frequencies = DocumentFrequencies(batch_df.features, new_df, total)
-            new_matrix, new_columns = tfidf_rows(feats, frequencies)
+            # Over features another document holds too, as the batch run's
+            # matrix: keywords are picked among them, and no score changes.
+            new_matrix, new_columns = tfidf_rows(feats, frequencies, min_documents=2)
         if cosine and params.keywords:
-            # Keywords among features another document holds too, as the batch
-            # run picks them among the features its batch shares.
-            shared_df = _lookup(batch_df.features, new_df, new_columns)
-            shared = np.flatnonzero(shared_df > 1)
-            keyword_sets = top_features(
-                new_matrix[:, shared].tocsr(), new_columns[shared], params.keywords
-            )
+            keyword_sets = top_features(new_matrix, new_columns, params.keywords)
             sigs = signatures(keyword_sets, params.num_perm, params.seed)
         else:
             sigs = signatures(sets, params.num_perm, params.seed)
@@ -608,12 +593,7 @@ class StoryIndex:
 
 def _lookup(features: np.ndarray, counts: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     """``counts`` of each of ``wanted`` in the sorted ``features`` (0 where absent)."""
-    out = np.zeros(wanted.size, dtype=np.int64)
-    if features.size and wanted.size:
-        position = np.minimum(np.searchsorted(features, wanted), features.size - 1)
-        hit = features[position] == wanted
-        out[hit] = counts[position[hit]]
-    return out
+    return DocumentFrequencies(features, counts, 0).counts_of(wanted)
 
 
 def merge_counts(

@@ -125,7 +125,7 @@ def _average_linkage_roots(n, rows, cols, weights, threshold):  # pragma: no cov
         adjacency[j][i] = adjacency[j].get(i, 0.0) + w
     size = np.ones(n, np.int64)
     parent = np.arange(n)
-    heap = [(0.0, np.int64(0), np.int64(0)) for _ in range(0)]
+    heap = [(0.0, np.int64(0), np.int64(0)) for _ in range(0)]  # empty, typed for numba
     for i in range(n):
         for j, w in adjacency[i].items():
             if i < j:

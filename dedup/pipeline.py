@@ -141,22 +141,24 @@ def hashed_analysis(
     return list(zip(hash_sets, feature_lists, distinct, strict=True))
 
 
-def _prepare(
-    docs: Sequence[Document],
+def analyse_documents(
+    items: Sequence[tuple[str, str | None, str | None]],
     params: Params,
-    progress: Progress | None,
-    stats: dict[str, float],
     jobs: int = 1,
-) -> _Prepared:
-    start = time.perf_counter()
-    items = [(d.text, d.title, d.lang) for d in docs]
+    progress: Progress | None = None,
+) -> list[tuple[np.ndarray, np.ndarray, int]]:
+    """:func:`hashed_analysis` of ``(text, title, lang)`` items, in chunks over ``jobs`` processes.
+
+    The result is the same for any ``jobs``; ``progress("analyse", done, total)``
+    is called as chunks finish.
+    """
     low, high = _ANALYSE_CHUNK
     size = max(low, min(high, -(-len(items) // (4 * jobs))))
     chunks = [items[k : k + size] for k in range(0, len(items), size)]
     analyse = functools.partial(hashed_analysis, params=params)
     analysed: list[tuple[np.ndarray, np.ndarray, int]] = []
     if progress:
-        progress("analyse", 0, len(docs))
+        progress("analyse", 0, len(items))
     with contextlib.ExitStack() as stack:
         mapper: Callable[..., Iterable[list[tuple[np.ndarray, np.ndarray, int]]]] = map
         if jobs > 1 and len(chunks) > 1:
@@ -169,7 +171,20 @@ def _prepare(
         for chunk in mapper(analyse, chunks):
             analysed.extend(chunk)
             if progress:
-                progress("analyse", len(analysed), len(docs))
+                progress("analyse", len(analysed), len(items))
+    return analysed
+
+
+def _prepare(
+    docs: Sequence[Document],
+    params: Params,
+    progress: Progress | None,
+    stats: dict[str, float],
+    jobs: int = 1,
+) -> _Prepared:
+    start = time.perf_counter()
+    items = [(d.text, d.title, d.lang) for d in docs]
+    analysed = analyse_documents(items, params, jobs, progress)
     stats["seconds_analyse"] = time.perf_counter() - start
     return _Prepared(
         hash_sets=[a[0] for a in analysed],
@@ -476,7 +491,9 @@ def compare(
     first_doc, second_doc = docs
     # The weighted terms explain any verdict, a Jaccard one too: always build the vectors.
     explained = dataclasses.replace(params, similarity="cosine")
-    matrix, columns = _document_matrix(_prepare(docs, explained, None, {}), explained)
+    # A Jaccard run's analysis has no features: only then analyse again for them.
+    described = prepared if params.similarity == "cosine" else _prepare(docs, explained, None, {})
+    matrix, columns = _document_matrix(described, explained)
     weights = matrix[0].multiply(matrix[1]).toarray().ravel()
     (terms,) = analyse_terms(
         [(first_doc.text, first_doc.title, first_doc.lang)],

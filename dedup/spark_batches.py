@@ -133,11 +133,7 @@ def tfidf_batches(
         feature_lists = _split(np.r_[0, np.cumsum(tf)][offsets], repeated)
         distinct, first = np.unique(feats, return_index=True)
         frequencies = DocumentFrequencies(distinct.astype(np.uint32), df[first], documents)
-        matrix, columns = tfidf_rows(feature_lists, frequencies)
-        shared = np.flatnonzero(frequencies.counts > 1)
-        matrix = matrix[:, shared].tocsr()
-        matrix.sort_indices()
-        columns = columns[shared]
+        matrix, columns = tfidf_rows(feature_lists, frequencies, min_documents=2)
         out = {
             "i": batch.column("i"),
             "weight": batch.column("weight"),

@@ -112,14 +112,18 @@ class DocumentFrequencies:
             self.documents + other.documents,
         )
 
-    def idf(self, features: np.ndarray) -> np.ndarray:
-        """Smoothed IDF, ``ln((1 + N) / (1 + df)) + 1``; unseen features get ``df = 0``."""
+    def counts_of(self, features: np.ndarray) -> np.ndarray:
+        """Documents holding each of ``features`` (0 for one not counted)."""
         df = np.zeros(len(features), dtype=np.int64)
         if self.features.size:
             position = np.minimum(np.searchsorted(self.features, features), self.features.size - 1)
             found = self.features[position] == features
             df[found] = self.counts[position[found]]
-        return np.log((1.0 + self.documents) / (1.0 + df)) + 1.0
+        return df
+
+    def idf(self, features: np.ndarray) -> np.ndarray:
+        """Smoothed IDF, ``ln((1 + N) / (1 + df)) + 1``; unseen features get ``df = 0``."""
+        return np.log((1.0 + self.documents) / (1.0 + self.counts_of(features))) + 1.0
 
 
 def length_weights(distinct_terms: np.ndarray, reference: float) -> np.ndarray:
@@ -180,6 +184,7 @@ def tfidf_rows(
     feature_lists: Sequence[np.ndarray],
     frequencies: DocumentFrequencies,
     weights: np.ndarray | None = None,
+    min_documents: int = 1,
 ) -> tuple[sparse.csr_matrix, np.ndarray]:
     """Weighted, L2-normalised TF-IDF rows of documents.
 
@@ -191,13 +196,18 @@ def tfidf_rows(
         Supplies the IDF; features it has not seen get the highest IDF.
     weights : ndarray, optional
         Per-document factor applied after normalising (:func:`length_weights`).
+    min_documents : int
+        Keep only the columns of features that ``frequencies`` counts in at
+        least this many documents. Rows are normalised before that: a feature
+        of one document adds nothing to any dot product, so leaving it out
+        (``min_documents=2``) changes no score and saves its memory.
 
     Returns
     -------
     matrix : csr_matrix, shape (n_documents, n_features)
         Columns index ``columns``; each row's indices are sorted.
     columns : ndarray of uint32
-        The sorted distinct feature hashes of this batch.
+        The sorted distinct feature hashes of this batch that are kept.
 
     Notes
     -----
@@ -205,7 +215,7 @@ def tfidf_rows(
     batch; no Python loop per feature.
     """
     cells = _Cells.of(feature_lists)
-    return _weighted_rows(cells, frequencies.idf(cells.columns), weights), cells.columns
+    return _rows_of(cells, frequencies, weights, min_documents)
 
 
 def fitted_tfidf_rows(
@@ -213,17 +223,23 @@ def fitted_tfidf_rows(
 ) -> tuple[sparse.csr_matrix, np.ndarray, DocumentFrequencies]:
     """:func:`tfidf_rows` with IDF fitted on the same documents, and their frequencies.
 
-    Equal to ``tfidf_rows(f, DocumentFrequencies.count(f))``, with the sorting
-    done once, then restricted to the columns of features that at least
-    ``min_documents`` documents hold. Rows are normalised before that: a
-    feature of one document adds nothing to any dot product, so leaving it
-    out changes no score and saves its memory.
+    Equal to ``tfidf_rows(f, DocumentFrequencies.count(f), min_documents=m)``,
+    with the sorting done once.
     """
     cells = _Cells.of(feature_lists)
     frequencies = DocumentFrequencies(cells.columns, cells.document_counts, len(feature_lists))
-    kept = cells.document_counts >= min_documents
-    matrix = _weighted_rows(cells, frequencies.idf(cells.columns), None, kept)
-    return matrix, cells.columns[kept], frequencies
+    return (*_rows_of(cells, frequencies, None, min_documents), frequencies)
+
+
+def _rows_of(
+    cells: _Cells,
+    frequencies: DocumentFrequencies,
+    weights: np.ndarray | None,
+    min_documents: int,
+) -> tuple[sparse.csr_matrix, np.ndarray]:
+    kept = frequencies.counts_of(cells.columns) >= min_documents if min_documents > 1 else None
+    matrix = _weighted_rows(cells, frequencies.idf(cells.columns), weights, kept)
+    return matrix, cells.columns if kept is None else cells.columns[kept]
 
 
 def _weighted_rows(

@@ -531,6 +531,9 @@ def test_fitted_rows_equal_rows_over_counted_frequencies_restricted_after_normal
     np.testing.assert_array_equal(got.toarray(), full[:, kept].toarray())
     np.testing.assert_array_equal(got_frequencies.counts, frequencies.counts)
     assert got_frequencies.documents == len(feature_lists)
+    restricted, restricted_columns = tfidf_rows(feature_lists, frequencies, None, min_documents)
+    np.testing.assert_array_equal(restricted_columns, columns[kept])
+    np.testing.assert_array_equal(restricted.toarray(), full[:, kept].toarray())
 
 
 @settings(max_examples=100, deadline=None)
