@@ -21,9 +21,9 @@ The store (:mod:`dedup.stores`) is one SQLite file or a Redis database.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from scipy import sparse
@@ -71,6 +71,7 @@ __all__ = [
 ]
 
 _SNIPPET = 300
+_T = TypeVar("_T")
 _DF_RUNS = 16  # DF runs in the store before a writer merges them into one
 
 
@@ -249,13 +250,18 @@ class StoryIndex:
     def query(self, documents: Iterable[DocumentLike]) -> list[Assignment]:
         """Which clusters the documents would join, with scores; changes nothing."""
         docs = as_documents(documents)
-        for _ in range(10):  # a store without snapshots: retry when a commit moved under us
+        return self._consistent(lambda: self._plan(docs, write=False).assignments)
+
+    def _consistent(self, read: Callable[[], _T]) -> _T:
+        """``read()`` in one snapshot; on a store without snapshots (Redis), read
+        again while a commit moved under it."""
+        for _ in range(10):
             before = self.store.version()
             with self.store.reading():
-                assignments = self._plan(docs, write=False).assignments
+                value = read()
             if self.store.version() == before:
                 break
-        return assignments
+        return value
 
     def remove(self, ids: Sequence[str]) -> list[str]:
         """Remove documents by id; returns those that were present.
@@ -267,9 +273,9 @@ class StoryIndex:
 
     def clusters(self) -> ClusterResult:
         """Every indexed document and its cluster, as :func:`dedup.cluster` returns them."""
-        with self.store.reading():
-            stored = self.store.all_documents()
-            links = self.store.all_links()
+        stored, links = self._consistent(
+            lambda: (self.store.all_documents(), self.store.all_links())
+        )
         docs = [
             Document(
                 id=d.id,
