@@ -2,15 +2,24 @@
 
 The banding maths is in plain functions (:func:`collision_probability`,
 :func:`lsh_params`) that can be checked without an index.
-:func:`candidate_pairs` is the fast path: it bands the whole signature array
-with numpy sorts, and bounds what one huge bucket (boilerplate, a very common
-word) can emit. :func:`reference_candidate_pairs` puts the signatures into
-datasketch's ``MinHashLSH`` and reads back every pair that shares a bucket;
-the tests prove the two equal whenever no bucket is over the bound.
+:func:`candidate_blocks` is the fast path: it bands the whole signature array
+with numpy sorts, bounds what one huge bucket (boilerplate, a very common
+word) can emit, and gives each pair once, band by band, so a caller can score
+and drop pairs without ever holding them all; :func:`candidate_pairs` collects
+them. Two plain versions are kept beside it for the tests:
+:func:`reference_bounded_pairs`, all bands' pairs at once in numpy, and
+:func:`reference_candidate_pairs`, which puts the signatures into datasketch's
+``MinHashLSH`` and reads back every pair that shares a bucket (equal whenever
+no bucket is over the bound).
 """
 
 from __future__ import annotations
 
+import collections
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import numba
 import numpy as np
 from datasketch import MinHashLSH
 
@@ -85,7 +94,12 @@ def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
 
 
 def candidate_pairs(
-    signatures: np.ndarray, bands: int, rows: int, max_bucket: int = 0, min_bands: int = 1
+    signatures: np.ndarray,
+    bands: int,
+    rows: int,
+    max_bucket: int = 0,
+    min_bands: int = 1,
+    jobs: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Every pair of documents that shares an LSH bucket, with huge buckets bounded.
 
@@ -105,6 +119,8 @@ def candidate_pairs(
         Keep only pairs that share a bucket in at least this many bands. The
         count estimates the pair's similarity (about ``bands * J`` for one-row
         bands), so 2 or 3 drops pairs that met by one chance shared shingle.
+    jobs : int
+        Threads; the result does not depend on it.
 
     Returns
     -------
@@ -114,8 +130,40 @@ def candidate_pairs(
 
     Notes
     -----
-    Per band, one O(n log n) sort of bucket keys, then the pairs of every
-    bucket at once in O(pairs) numpy work; never a Python object per pair.
+    The pairs of :func:`candidate_blocks`, sorted. Holding every pair at once
+    costs 16 bytes a pair; a caller that scores and filters them can take the
+    blocks one at a time instead.
+    """
+    found = candidate_blocks(signatures, bands, rows, max_bucket, min_bands, jobs)
+    n = signatures.shape[0]
+    codes = np.sort(np.concatenate([i * n + j for i, j in found] or [np.empty(0, np.int64)]))
+    return codes // max(n, 1), codes % max(n, 1)
+
+
+def candidate_blocks(
+    signatures: np.ndarray,
+    bands: int,
+    rows: int,
+    max_bucket: int = 0,
+    min_bands: int = 1,
+    jobs: int = 1,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The pairs of :func:`candidate_pairs`, one block per band, each pair in one block only.
+
+    A pair is given with the first band that pairs it, and only if at least
+    ``min_bands`` bands pair it; within a block, in the band's bucket order,
+    ``i < j``. Memory is one block of pairs at a time, never all of them.
+
+    Notes
+    -----
+    Each band's bucket order (its keys sorted, ties by a hash of document and
+    band) is found once, O(n log n) per band, and kept as every document's
+    rank in it, ``n * bands`` int32. A band pairs a document with a bucket
+    mate at most ``max_bucket`` ranks away, so whether any band pairs a given
+    pair is a compare of the two documents' keys and ranks: a compiled loop
+    walks each band's buckets and keeps the pairs that band is the first to
+    pair, with no pair materialised twice and no global sort.
+    :func:`reference_bounded_pairs` is the all-at-once version it must equal.
     """
     n, num_perm = signatures.shape
     _check_banding(bands, rows, num_perm)
@@ -123,26 +171,115 @@ def candidate_pairs(
         raise ConfigError("max_bucket must be 0 (no bound) or positive")
     if not 1 <= min_bands <= bands:
         raise ConfigError(f"min_bands must be from 1 to the {bands} bands")
+    if jobs < 1:
+        raise ConfigError("jobs must be at least 1")
     live = np.flatnonzero(~np.all(signatures == EMPTY, axis=1))
     if live.size < 2:  # no pair to find (a single-document query, say): skip the bands
-        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+        return
+    # One-row keys are the signature values: kept as uint32, half band_keys' size.
+    keys = signatures[live, :bands] if rows == 1 else band_keys(signatures[live], bands, rows)
+    ranks = np.empty(keys.shape, dtype=np.int32)
+
+    def rank_band(band: int) -> None:
+        ranks[_bucket_order(keys[:, band], live, band), band] = np.arange(live.size)
+
+    def pairs_of(band: int) -> tuple[np.ndarray, np.ndarray]:
+        order = np.empty(live.size, dtype=np.int64)
+        order[ranks[:, band]] = np.arange(live.size)
+        left, right = _first_band_pairs(keys, ranks, order, band, max_bucket, min_bands)
+        return live[left], live[right]
+
+    # Threads: numpy's sorts and the compiled kernel release the GIL.
+    with ThreadPoolExecutor(jobs) as pool:
+        list(pool.map(rank_band, range(bands)))
+        # Only a few bands run ahead of the consumer: finished blocks wait in memory.
+        ahead = collections.deque(pool.submit(pairs_of, b) for b in range(min(jobs, bands)))
+        for band in range(jobs, bands + jobs):
+            block = ahead.popleft().result()
+            if band < bands:
+                ahead.append(pool.submit(pairs_of, band))
+            yield block
+
+
+def _bucket_order(keys: np.ndarray, live: np.ndarray, band: int) -> np.ndarray:
+    """Positions of one band's keys sorted; ties (a bucket) by a hash of (document, band).
+
+    The tie order differs by band, so bounded buckets pair different neighbours
+    in different bands.
+    """
+    shuffle = fmix32(live.astype(np.uint32) * np.uint32(0x9E3779B1) ^ np.uint32(band))
+    return np.lexsort((shuffle, keys))
+
+
+@numba.njit(cache=True, nogil=True)
+def _first_band_pairs(keys, ranks, order, band, max_bucket, min_bands):  # pragma: no cover
+    m, bands = keys.shape
+    size = 1024
+    left = np.empty(size, np.int64)
+    right = np.empty(size, np.int64)
+    found = 0
+    start = 0
+    while start < m:
+        key = keys[order[start], band]
+        end = start + 1
+        while end < m and keys[order[end], band] == key:
+            end += 1
+        for p in range(start, end):
+            i = order[p]
+            stop = end if max_bucket == 0 else min(end, p + 1 + max_bucket)
+            for q in range(p + 1, stop):
+                j = order[q]
+                # Which bands pair (i, j): same key, ranks close enough.
+                count = 0
+                for b in range(bands):
+                    if keys[i, b] == keys[j, b] and (
+                        max_bucket == 0 or abs(ranks[i, b] - ranks[j, b]) <= max_bucket
+                    ):
+                        if b < band:  # an earlier band gives this pair
+                            count = -1
+                            break
+                        count += 1
+                if count >= min_bands:
+                    if found == size:
+                        size *= 2
+                        left = _grown(left, size)
+                        right = _grown(right, size)
+                    left[found] = min(i, j)
+                    right[found] = max(i, j)
+                    found += 1
+        start = end
+    return left[:found], right[:found]
+
+
+@numba.njit(cache=True, nogil=True)
+def _grown(array, size):  # pragma: no cover - compiled
+    out = np.empty(size, array.dtype)
+    out[: array.size] = array
+    return out
+
+
+def reference_bounded_pairs(
+    signatures: np.ndarray, bands: int, rows: int, max_bucket: int = 0, min_bands: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`candidate_pairs` all at once in numpy: every band's pairs, sorted, repeats counted.
+
+    The plain version the tests hold :func:`candidate_blocks` to, bounded
+    buckets and ``min_bands`` included; it holds every band's pairs at once.
+    """
+    n, num_perm = signatures.shape
+    _check_banding(bands, rows, num_perm)
+    live = np.flatnonzero(~np.all(signatures == EMPTY, axis=1))
     keys = band_keys(signatures[live], bands, rows)
-    found: list[np.ndarray] = []
+    found: list[np.ndarray] = [np.empty(0, dtype=np.int64)]
     for band in range(bands):
-        # Tie order inside a bucket: a hash of (document, band), so bounded
-        # buckets pair different neighbours in different bands.
-        shuffle = fmix32(live.astype(np.uint32) * np.uint32(0x9E3779B1) ^ np.uint32(band))
-        order = np.lexsort((shuffle, keys[:, band]))
+        order = _bucket_order(keys[:, band], live, band)
         left, right = _bucket_pairs(keys[order, band], max_bucket)
         left, right = live[order[left]], live[order[right]]
         found.append(np.minimum(left, right) * n + np.maximum(left, right))
-    # Sort and drop repeats by hand: numpy 2's hash-based np.unique is ~10x slower here.
-    codes = np.sort(np.concatenate(found)) if found else np.empty(0, dtype=np.int64)
+    codes = np.sort(np.concatenate(found))
     first = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]]) if codes.size else codes
-    if min_bands > 1:  # codes are sorted: a pair's bands are one run of equal codes
-        first = first[np.diff(np.r_[first, codes.size]) >= min_bands]
-    codes = codes[first]
-    return codes // max(n, 1), codes % max(n, 1)
+    first = first[np.diff(np.r_[first, codes.size]) >= min_bands]
+    return codes[first] // max(n, 1), codes[first] % max(n, 1)
 
 
 def _bucket_pairs(sorted_keys: np.ndarray, max_bucket: int) -> tuple[np.ndarray, np.ndarray]:

@@ -18,13 +18,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import numpy as np
 from scipy import sparse
 
-from dedup.candidates import candidate_pairs, lsh_params
+from dedup.candidates import candidate_blocks, lsh_params
 from dedup.errors import ConfigError, DuplicateIdError
 from dedup.linkage import average_linkage, single_linkage
 from dedup.normalize import Analyzer, detect_language, names, numbers, shared_names
@@ -40,7 +39,7 @@ from dedup.vectors import (
     length_weights,
     top_features,
 )
-from dedup.verify import pair_jaccards, story_scores
+from dedup.verify import pair_jaccards, publication_days, story_scores
 
 DocumentLike = Document | str | Mapping[str, Any]
 Progress = Callable[[str, int, int], None]
@@ -50,6 +49,10 @@ Progress = Callable[[str, int, int], None]
 # that every worker gets several tasks and none waits long for the last one.
 _ANALYSE_CHUNK = (200, 2000)
 LINK_FLOOR = 0.25  # fraction of the threshold under which a link is not worth keeping
+# Candidate pairs scored at once: enough that a document meets most of its
+# partners in one pass (its row is laid out once per pass), few enough to
+# keep the pass to a few hundred MB.
+_SCORE_BATCH = 1 << 22
 
 
 def as_documents(documents: Iterable[DocumentLike]) -> list[Document]:
@@ -106,7 +109,7 @@ class _Prepared:
     hash_sets: list[np.ndarray]
     features: list[np.ndarray]  # TF-IDF feature hashes with repeats (empty for Jaccard)
     distinct_terms: np.ndarray
-    published: list[datetime | None]
+    published: np.ndarray  # days since 1970 (NaN: unknown), as verify.publication_days
 
 
 def analyse_terms(
@@ -190,7 +193,7 @@ def _prepare(
         hash_sets=[a[0] for a in analysed],
         features=[a[1] for a in analysed],
         distinct_terms=np.array([a[2] for a in analysed], dtype=np.int64),
-        published=[d.published for d in docs],
+        published=publication_days([d.published for d in docs]),
     )
 
 
@@ -251,6 +254,70 @@ def _score(
         prepared.hash_sets,
         jobs,
     )
+
+
+def _scored_links(
+    prepared: _Prepared,
+    sigs: np.ndarray,
+    params: Params,
+    matrix: sparse.csr_matrix | None,
+    jobs: int,
+    stats: dict[str, Any],
+    progress: Progress | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Candidate pairs scored as LSH gives them; the links worth keeping, sorted by pair.
+
+    A link is kept when it scores at least ``LINK_FLOOR`` times the threshold:
+    links far below it barely move a cluster's mean, yet they are most of the
+    candidates, so the linkage does half the work and the candidates are
+    never all in memory at once (a million documents have billions). Seconds
+    spent waiting for pairs and scoring them go to ``stats`` as the
+    ``candidates`` and ``verify`` stages; progress is reported by bands.
+    """
+    bands, rows_per_band = lsh_params(params.lsh_threshold, params.num_perm)
+    blocks = candidate_blocks(
+        sigs, bands, rows_per_band, params.max_bucket, min(params.min_bands, bands), jobs
+    )
+    floor = params.threshold * LINK_FLOOR
+    pending: list[tuple[np.ndarray, np.ndarray]] = []
+    kept = [(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0))]
+    seconds = {"candidates": 0.0, "verify": 0.0}
+    candidates = 0
+
+    def score_pending() -> None:
+        start = time.perf_counter()
+        rows = np.concatenate([r for r, _ in pending])
+        cols = np.concatenate([c for _, c in pending])
+        pending.clear()
+        scores = _score(prepared, rows, cols, params, matrix, jobs)["score"]
+        link = scores >= floor
+        kept.append((rows[link], cols[link], scores[link]))
+        seconds["verify"] += time.perf_counter() - start
+
+    if progress:
+        progress("candidates", 0, bands)
+    waited = time.perf_counter()
+    for band, block in enumerate(blocks, 1):
+        seconds["candidates"] += time.perf_counter() - waited
+        pending.append(block)
+        candidates += block[0].size
+        if sum(r.size for r, _ in pending) >= _SCORE_BATCH:
+            score_pending()
+        if progress:
+            progress("candidates", band, bands)
+        waited = time.perf_counter()
+    if pending:
+        score_pending()
+    rows, cols, scores = (np.concatenate(part) for part in zip(*kept, strict=True))
+    order = np.lexsort((cols, rows))
+    stats.update(
+        lsh_bands=bands,
+        lsh_rows=rows_per_band,
+        candidate_pairs=candidates,
+        seconds_candidates=seconds["candidates"],
+        seconds_verify=seconds["verify"],
+    )
+    return rows[order], cols[order], scores[order]
 
 
 def _build_result(
@@ -337,23 +404,13 @@ def run(
         if params.keywords and matrix is not None:
             sets = top_features(matrix, columns, params.keywords)
         sigs = signatures(sets, params.num_perm, params.seed)
-    with stage("candidates"):
-        bands, rows_per_band = lsh_params(params.lsh_threshold, params.num_perm)
-        rows, cols = candidate_pairs(
-            sigs, bands, rows_per_band, params.max_bucket, min(params.min_bands, bands)
-        )
-    stats.update(lsh_bands=bands, lsh_rows=rows_per_band, candidate_pairs=int(rows.size))
-    with stage("verify"):
-        if matrix is not None:
-            matrix = columns_by_frequency(matrix)
-        scores = _score(prepared, rows, cols, params, matrix, jobs)["score"]
+    if matrix is not None:
+        matrix = columns_by_frequency(matrix)
+    rows, cols, scores = _scored_links(prepared, sigs, params, matrix, jobs, stats, progress)
     stats["links"] = int(np.count_nonzero(scores >= params.threshold))
     with stage("cluster"):
         linkage = average_linkage if params.linkage == "average" else single_linkage
-        # Links far below the threshold barely move a cluster's mean, but they are
-        # most of the candidates: dropping them halves the linkage's work.
-        kept = scores >= params.threshold * LINK_FLOOR
-        labels = linkage(n, rows[kept], cols[kept], scores[kept], params.threshold)
+        labels = linkage(n, rows, cols, scores, params.threshold)
 
     # Back from id order to input order.
     inverse = np.empty(n, dtype=np.int64)

@@ -341,8 +341,7 @@ _NEXT_STAGE = {
     "analyse": "vectorise",
     "vectorise": "sign",
     "sign": "candidates",
-    "candidates": "verify",
-    "verify": "cluster",
+    "candidates": "cluster",  # candidates are scored as they come: verify is within
 }
 
 

@@ -106,12 +106,21 @@ def reference_pair_cosines(
     return np.clip(out, 0.0, 1.0)
 
 
-def days_apart(published: Sequence[datetime | None], rows, cols) -> np.ndarray:
-    """Days between each pair's publication times; NaN where either date is unknown."""
+def days_apart(published: Sequence[datetime | None] | np.ndarray, rows, cols) -> np.ndarray:
+    """Days between each pair's publication times; NaN where either date is unknown.
+
+    ``published`` holds datetimes, or their :func:`publication_days` (cheaper
+    for a caller that scores many batches of pairs among the same documents).
+    """
+    stamps = published if isinstance(published, np.ndarray) else publication_days(published)
+    return np.abs(stamps[rows] - stamps[cols]) if len(stamps) else np.empty(0)
+
+
+def publication_days(published: Sequence[datetime | None]) -> np.ndarray:
+    """Days since 1970 of each publication time, as float64; NaN where it is unknown."""
     # Subtract an epoch rather than call .timestamp(), which would read these
     # naive UTC datetimes as local time and shift gaps across daylight saving.
-    stamps = np.array([_days_since_epoch(p) for p in published], dtype=np.float64)
-    return np.abs(stamps[rows] - stamps[cols]) if len(stamps) else np.empty(0)
+    return np.array([_days_since_epoch(p) for p in published], dtype=np.float64)
 
 
 def _days_since_epoch(moment: datetime | None) -> float:
@@ -138,7 +147,7 @@ def time_factor(gap_days: np.ndarray, window_days: float, scale_days: float) -> 
 def story_scores(
     matrix: sparse.csr_matrix | None,
     weights: np.ndarray | None,
-    published: Sequence[datetime | None],
+    published: Sequence[datetime | None] | np.ndarray,
     rows: np.ndarray,
     cols: np.ndarray,
     window_days: float,
@@ -155,6 +164,7 @@ def story_scores(
     ``time_factor``) and clipped to [0, 1]. The one place the parts are
     combined, so a batch run and an incremental index score a pair alike.
     ``jobs`` threads compute the cosines; the scores do not depend on it.
+    ``published`` is as :func:`days_apart` takes it.
     """
     parts: dict[str, np.ndarray] = {}
     if matrix is not None:

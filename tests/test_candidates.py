@@ -13,9 +13,11 @@ from hypothesis import strategies as st
 
 from dedup.candidates import (
     band_keys,
+    candidate_blocks,
     candidate_pairs,
     collision_probability,
     lsh_params,
+    reference_bounded_pairs,
     reference_candidate_pairs,
 )
 from dedup.errors import ConfigError
@@ -137,6 +139,38 @@ def test_bounded_buckets_stay_connected_and_bounded(case, bound):
                 assert _connected(bucket.tolist(), got)
     # Each member of a band's bucket pairs with at most `bound` later members.
     assert len(got) <= bands * bound * len(sigs)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    case=banded_signatures(),
+    bound=st.integers(0, 4),
+    min_bands=st.integers(1, 4),
+    jobs=st.integers(1, 3),
+)
+def test_candidate_blocks_equal_the_all_at_once_reference(case, bound, min_bands, jobs):
+    sigs, bands, rows = case
+    min_bands = min(min_bands, bands)
+    blocks = list(candidate_blocks(sigs, bands, rows, bound, min_bands, jobs))
+    pairs = [
+        pair for left, right in blocks for pair in zip(left.tolist(), right.tolist(), strict=True)
+    ]
+    assert all(i < j for i, j in pairs)
+    assert len(pairs) == len(set(pairs))  # each pair in one block only
+    ref_left, ref_right = reference_bounded_pairs(sigs, bands, rows, bound, min_bands)
+    assert sorted(pairs) == list(zip(ref_left.tolist(), ref_right.tolist(), strict=True))
+    left, right = candidate_pairs(sigs, bands, rows, bound, min_bands, jobs)
+    assert (left.tolist(), right.tolist()) == (ref_left.tolist(), ref_right.tolist())
+
+
+def test_candidate_blocks_on_many_documents_with_big_buckets():
+    """Few distinct values: buckets far over the bound, pairs found in many bands."""
+    sigs = np.random.default_rng(3).integers(0, 12, (600, 24)).astype(np.uint32)
+    for bands, rows in ((24, 1), (12, 2)):
+        got = candidate_pairs(sigs, bands, rows, max_bucket=7, min_bands=2, jobs=2)
+        expected = reference_bounded_pairs(sigs, bands, rows, max_bucket=7, min_bands=2)
+        assert got[0].size > 500
+        assert np.array_equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
 
 
 def _connected(nodes: list[int], edges: set[tuple[int, int]]) -> bool:
