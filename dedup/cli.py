@@ -257,7 +257,9 @@ def cluster_command(
         _cluster_on_spark(inputs, output, spark_master, preset, options, fields, allow_empty, quiet)
         return
     with _progress(quiet) as progress:
-        result = run(_read(inputs, fields, allow_empty, progress), params, progress, jobs)
+        # Streamed: texts are analysed as they are read, and only previews are kept.
+        docs = iter_documents(list(inputs), fields=fields, allow_empty=allow_empty)
+        result = run(docs, params, progress, jobs, keep_text=False)
     with open_output(output) as out:
         if fmt == "table":
             hint = "" if show_all else "--all lists them"

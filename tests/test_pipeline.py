@@ -337,6 +337,40 @@ def test_worker_processes_give_the_same_result(monkeypatch):
     assert len({int(x) for x in one.labels}) < len(docs)  # something was grouped
 
 
+def test_a_stream_clusters_as_a_list_does_and_keep_text_false_keeps_previews(
+    shared_data, monkeypatch
+):
+    # Small chunks: the stream is read in many pieces while workers analyse.
+    monkeypatch.setattr(pipeline_module, "_ANALYSE_CHUNK", (50, 50))
+    path = shared_data / "ecbplus" / "ecbplus.jsonl"
+    docs = dedup.read_documents(path)
+    listed = dedup.cluster(docs, jobs=2)
+    read = []
+
+    def stream():
+        for doc in dedup.iter_documents(path):
+            read.append(doc.id)
+            yield doc
+
+    streamed = dedup.cluster(stream(), jobs=2, keep_text=False)
+    assert read == [d.id for d in docs]  # read once, in order
+    np.testing.assert_array_equal(listed.labels, streamed.labels)
+    assert listed.stats["links"] == streamed.stats["links"]
+    assert [c.similarities for c in listed.clusters] == [c.similarities for c in streamed.clusters]
+    for full, kept in zip(docs, streamed.documents, strict=True):
+        assert (kept.id, kept.title, kept.published) == (full.id, full.title, full.published)
+        assert kept.text == full.text[:200] and kept.extra == {}
+    assert any(len(d.text) > 200 for d in docs)
+
+
+def test_a_bad_record_in_a_stream_raises_its_error(tmp_path):
+    path = tmp_path / "docs.jsonl"
+    lines = [json.dumps({"id": str(k), "text": f"story {k}"}) for k in range(3000)]
+    path.write_text("\n".join(lines[:2500] + ["{broken"] + lines[2500:]) + "\n")
+    with pytest.raises(dedup.InputError, match="docs.jsonl:2501"):
+        dedup.cluster(dedup.iter_documents(path), jobs=2)
+
+
 def test_jobs_must_be_positive():
     with pytest.raises(ConfigError):
         dedup.cluster(["a b c"], jobs=0)

@@ -67,7 +67,7 @@ def _need(path: Path) -> Path:
 def local_stages(docs: list[dedup.Document], params) -> SimpleNamespace:
     """The local engine's signatures, candidate pairs and scores, in id order."""
     canonical = sorted(docs, key=lambda d: d.id)
-    prepared = pipeline._prepare(canonical, params, None, {}, 1)
+    _, prepared = pipeline._prepare(canonical, params, None, {}, 1)
     matrix = None
     sets = prepared.hash_sets
     if params.similarity == "cosine":
