@@ -176,8 +176,11 @@ def candidate_blocks(
     live = np.flatnonzero(~np.all(signatures == EMPTY, axis=1))
     if live.size < 2:  # no pair to find (a single-document query, say): skip the bands
         return
-    # One-row keys are the signature values: kept as uint32, half band_keys' size.
-    keys = signatures[live, :bands] if rows == 1 else band_keys(signatures[live], bands, rows)
+    # One-row keys are the signature values themselves: no copy when all are live.
+    if rows == 1:
+        keys = signatures[:, :bands] if live.size == n else signatures[live, :bands]
+    else:
+        keys = band_keys(signatures[live], bands, rows)
     ranks = np.empty(keys.shape, dtype=np.int32)
 
     def rank_band(band: int) -> None:

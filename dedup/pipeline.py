@@ -17,6 +17,7 @@ import itertools
 import multiprocessing
 import os
 import time
+import types
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -56,6 +57,7 @@ LINK_FLOOR = 0.25  # fraction of the threshold under which a link is not worth k
 # keep the pass to a few hundred MB.
 _SCORE_BATCH = 1 << 22
 _PREVIEW_CHARS = 200  # text a result keeps per document with keep_text=False
+_NO_EXTRA: Mapping[str, Any] = types.MappingProxyType({})  # one read-only empty map for all
 
 
 def as_documents(documents: Iterable[DocumentLike]) -> list[Document]:
@@ -249,7 +251,7 @@ def _prepare(
 
 def _without_text(doc: Document) -> Document:
     """``doc`` with what reports show: its text cut to a preview, no ``extra`` fields."""
-    return dataclasses.replace(doc, text=doc.text[:_PREVIEW_CHARS], extra={})
+    return dataclasses.replace(doc, text=doc.text[:_PREVIEW_CHARS], extra=_NO_EXTRA)
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
@@ -456,6 +458,7 @@ def run(
     if params.similarity == "cosine":
         with stage("vectorise"):
             matrix, columns = _document_matrix(prepared, params)
+        prepared = dataclasses.replace(prepared, features=[])  # in the matrix now: free them
     with stage("sign"):
         sets = prepared.hash_sets
         if params.keywords and matrix is not None:
