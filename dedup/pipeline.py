@@ -42,7 +42,7 @@ from dedup.vectors import (
     length_weights,
     top_features,
 )
-from dedup.verify import pair_jaccards, publication_days, story_scores
+from dedup.verify import pair_jaccards, publication_days, score_ceilings, story_scores
 
 DocumentLike = Document | str | Mapping[str, Any]
 Progress = Callable[[str, int, int], None]
@@ -336,6 +336,9 @@ def _scored_links(
         sigs, bands, rows_per_band, params.max_bucket, min(params.min_bands, bands), jobs
     )
     floor = params.threshold * LINK_FLOOR
+    weights = None
+    if params.similarity == "cosine":
+        weights = length_weights(prepared.distinct_terms, params.length_reference)
     pending: list[tuple[np.ndarray, np.ndarray]] = []
     kept = [(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0))]
     seconds = {"candidates": 0.0, "verify": 0.0}
@@ -346,6 +349,20 @@ def _scored_links(
         rows = np.concatenate([r for r, _ in pending])
         cols = np.concatenate([c for _, c in pending])
         pending.clear()
+        # Pairs whose length and date factors alone are under the floor cannot
+        # become links: skip their cosines. The links kept are the same.
+        reachable = (
+            score_ceilings(
+                weights,
+                prepared.published,
+                rows,
+                cols,
+                params.time_window_days,
+                params.time_scale_days,
+            )
+            >= floor
+        )
+        rows, cols = rows[reachable], cols[reachable]
         scores = _score(prepared, rows, cols, params, matrix, jobs)["score"]
         link = scores >= floor
         kept.append((rows[link], cols[link], scores[link]))

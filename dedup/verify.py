@@ -184,6 +184,27 @@ def story_scores(
     return parts
 
 
+def score_ceilings(
+    weights: np.ndarray | None,
+    published: Sequence[datetime | None] | np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    window_days: float,
+    scale_days: float,
+) -> np.ndarray:
+    """The most each pair can score in :func:`story_scores`, whatever its cosine or Jaccard.
+
+    Both are at most 1, so a score is at most the pair's length factor (with
+    ``weights``) times its date decay. A caller that drops pairs under some
+    floor can skip scoring those whose ceiling is under it: articles months
+    apart, most of the candidates in a long archive, never reach a cosine.
+    """
+    ceiling = time_factor(days_apart(published, rows, cols), window_days, scale_days)
+    if weights is not None:
+        ceiling *= weights[rows] * weights[cols]
+    return ceiling
+
+
 def pair_jaccards(hash_sets: Sequence[np.ndarray], rows, cols) -> np.ndarray:
     """Exact Jaccard of each pair's shingle-hash sets."""
     return np.array(

@@ -217,3 +217,36 @@ def test_pair_cosines_do_not_depend_on_the_threads(case, jobs):
     np.testing.assert_array_equal(
         pair_cosines(matrix, rows, cols, jobs), pair_cosines(matrix, rows, cols)
     )
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    case=batches_with_pairs(),
+    data=st.data(),
+    window=st.floats(0, 10),
+    scale=st.sampled_from([0.0, 1.0, 30.0]),
+    reference=st.sampled_from([0.0, 1.0, 25.0]),
+)
+def test_no_pair_scores_over_its_ceiling(case, data, window, scale, reference):
+    from dedup.vectors import length_weights
+    from dedup.verify import score_ceilings, story_scores
+
+    term_lists, rows, cols = case
+    matrix, _ = tfidf_matrix(term_lists)
+    weights = length_weights(np.array([len(set(t)) for t in term_lists]), reference)
+    days = data.draw(
+        st.lists(
+            st.integers(0, 400) | st.none(), min_size=len(term_lists), max_size=len(term_lists)
+        )
+    )
+    published = [None if d is None else datetime(2024, 1, 1) + timedelta(days=d) for d in days]
+    scores = story_scores(matrix, weights, published, rows, cols, window, scale)["score"]
+    ceilings = score_ceilings(weights, published, rows, cols, window, scale)
+    assert np.all(scores <= ceilings)
+    identical = rows == cols  # a document with itself: cosine 1 (when it has terms)
+    has_terms = np.array([len(t) > 0 for t in term_lists])
+    same = identical & has_terms[rows]
+    np.testing.assert_allclose(scores[same], ceilings[same], rtol=1e-12)
+    sets = [np.unique(feature_hashes(t, 1)) for t in term_lists]
+    jaccards = story_scores(None, None, published, rows, cols, window, scale, sets)["score"]
+    assert np.all(jaccards <= score_ceilings(None, published, rows, cols, window, scale))
