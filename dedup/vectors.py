@@ -150,7 +150,20 @@ class DocumentFrequencies:
 
     def idf(self, features: np.ndarray) -> np.ndarray:
         """Smoothed IDF, ``ln((1 + N) / (1 + df)) + 1``; unseen features get ``df = 0``."""
-        return np.log((1.0 + self.documents) / (1.0 + self.counts_of(features))) + 1.0
+        return self.idf_of_counts(self.counts_of(features))
+
+    def idf_of_counts(self, df: np.ndarray) -> np.ndarray:
+        """:meth:`idf` of features that ``df`` documents hold."""
+        df = np.asarray(df, dtype=np.int64)
+        largest = int(df.max()) if df.size else 0
+        if df.size <= 2 * largest:
+            return _smoothed_idf(df, self.documents)
+        # Millions of features share a few thousand counts: take each count's log once.
+        return _smoothed_idf(np.arange(largest + 1), self.documents)[df]
+
+
+def _smoothed_idf(df: np.ndarray, documents: int) -> np.ndarray:
+    return np.log((1.0 + documents) / (1.0 + df)) + 1.0
 
 
 def length_weights(distinct_terms: np.ndarray, reference: float) -> np.ndarray:
@@ -238,7 +251,8 @@ def fitted_tfidf_rows(
     frequencies = DocumentFrequencies.count(features)
     columns = frequencies.features
     kept = frequencies.counts >= min_documents if min_documents > 1 else None
-    matrix = _weighted_rows(features, counts, columns, frequencies.idf(columns), None, kept)
+    idf = frequencies.idf_of_counts(frequencies.counts)
+    matrix = _weighted_rows(features, counts, columns, idf, None, kept)
     return matrix, columns if kept is None else columns[kept], frequencies
 
 
@@ -258,21 +272,23 @@ def _weighted_rows(
     """
     n = len(features)
     sizes = np.fromiter((f.size for f in features), dtype=np.int64, count=n)
+    search = SortedHashes.of(columns)
     # Column of each of ``columns`` in the matrix; -1 for one left out.
-    renumbered = np.arange(columns.size, dtype=np.int64)
-    if kept is not None:
-        renumbered = np.where(kept, np.cumsum(kept) - 1, -1)
     width = columns.size if kept is None else int(np.count_nonzero(kept))
+    index_type = np.int32 if width < 2**31 else np.int64
+    renumbered = np.arange(columns.size, dtype=index_type)
+    if kept is not None:
+        renumbered = np.where(kept, np.cumsum(kept) - 1, -1).astype(index_type)
     # Room for every cell, trimmed at the end: pages past the kept cells are
     # never written, so they never take memory, and nothing is copied.
     data = np.empty(int(sizes.sum()), dtype=np.float64)
-    indices = np.empty(data.size, dtype=np.int32 if width < 2**31 else np.int64)
+    indices = np.empty(data.size, dtype=index_type)
     lengths = np.zeros(n, dtype=np.int64)
     filled = 0
     for start, stop in _blocks(sizes):
         rows = np.repeat(np.arange(stop - start), sizes[start:stop])
-        position = np.searchsorted(columns, np.concatenate([columns[:0], *features[start:stop]]))
-        tf = np.concatenate([np.empty(0, np.float64), *counts[start:stop]]).astype(np.float64)
+        position = search.positions(np.concatenate(features[start:stop]))
+        tf = np.concatenate(counts[start:stop]).astype(np.float64)
         values = (1.0 + np.log(tf)) * idf[position]
         # Each row sums its squares in column order, as the reference does.
         values /= np.sqrt(np.bincount(rows, weights=values**2, minlength=stop - start))[rows]
@@ -289,6 +305,54 @@ def _weighted_rows(
     indices.resize(filled, refcheck=False)
     indptr = np.r_[0, np.cumsum(lengths)]
     return sparse.csr_matrix((data, indices, indptr), shape=(n, width))
+
+
+@dataclass(frozen=True)
+class SortedHashes:
+    """A sorted uint32 array with a directory for :meth:`positions`.
+
+    A plain binary search into a large table waits on memory at every step,
+    one value after the other. Hashes are near uniform, so a directory of
+    where each value of their top bits starts in the table narrows a search
+    to a few entries; the searches are independent of each other, so the
+    processor overlaps their memory reads: several times faster on a batch's
+    millions of features, and equal to ``np.searchsorted`` for any table.
+    """
+
+    table: np.ndarray
+    directory: np.ndarray  # table positions where each top-bits prefix starts, and the end
+    shift: int  # 32 minus the bits of the prefix
+
+    @classmethod
+    def of(cls, table: np.ndarray) -> SortedHashes:
+        """Index a sorted array of hashes (cast to uint32)."""
+        table = np.asarray(table, dtype=np.uint32)
+        bits = min(24, max(0, int(table.size).bit_length() - 1))  # about one entry per prefix
+        directory = np.zeros((1 << bits) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(table >> (32 - bits), minlength=1 << bits), out=directory[1:])
+        return cls(table, directory, 32 - bits)
+
+    def positions(self, values: np.ndarray) -> np.ndarray:
+        """``np.searchsorted(self.table, values)``, as int64."""
+        values = np.asarray(values, dtype=np.uint32)
+        out = np.empty(values.size, dtype=np.int64)
+        _directed_search(self.table, self.directory, self.shift, values, out)
+        return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _directed_search(table, directory, shift, values, out):  # pragma: no cover - compiled
+    for i in range(values.size):
+        value = values[i]
+        bucket = np.int64(value) >> shift
+        low, high = directory[bucket], directory[bucket + 1]
+        while low < high:
+            middle = (low + high) >> 1
+            if table[middle] < value:
+                low = middle + 1
+            else:
+                high = middle
+        out[i] = low
 
 
 def _blocks(sizes: np.ndarray) -> list[tuple[int, int]]:

@@ -621,3 +621,24 @@ def test_columns_by_frequency_keep_every_dot_product(feature_lists):
     )
     frequency = np.diff(renumbered.tocsc().indptr)
     assert np.all(frequency[:-1] >= frequency[1:])
+
+
+@settings(max_examples=200, deadline=None)
+@given(table=st.lists(HASH, max_size=300), values=st.lists(HASH, max_size=50))
+def test_sorted_hashes_positions_equal_searchsorted(table, values):
+    from dedup.vectors import SortedHashes
+
+    ordered = np.sort(np.array(table, dtype=np.uint32))
+    queries = np.array([*values, *table[:5]], dtype=np.uint32)
+    got = SortedHashes.of(ordered).positions(queries)
+    np.testing.assert_array_equal(got, np.searchsorted(ordered, queries))
+    assert got.dtype == np.int64
+
+
+def test_idf_of_counts_is_the_same_by_table_or_directly():
+    frequencies = DocumentFrequencies(np.arange(5, dtype=np.uint32), np.ones(5, np.int64), 1000)
+    df = np.array([0, 1, 2, 2, 2, 2, 2, 3, 999, 1000] + [1] * 3000, dtype=np.int64)
+    by_table = frequencies.idf_of_counts(df)
+    direct = np.log((1.0 + 1000) / (1.0 + df)) + 1.0
+    np.testing.assert_array_equal(by_table, direct)
+    np.testing.assert_array_equal(frequencies.idf_of_counts(df[:10]), direct[:10])
