@@ -336,17 +336,23 @@ class StoryIndex:
             self._df_run = run
         return self._df[0], self._df[1], total
 
-    def _featurise(self, docs: Sequence[Document]) -> tuple[list[np.ndarray], np.ndarray, list]:
-        """Feature hashes (with repeats), distinct-term counts and shingle sets of ``docs``.
+    def _featurise(
+        self, docs: Sequence[Document]
+    ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, list]:
+        """Distinct features and their counts, distinct-term counts and shingle sets of ``docs``.
 
         Large batches are analysed by worker processes, as ``dedup cluster --jobs``
         does: analysis is pure Python and most of an ``add``'s time.
         """
         items = [(d.text, d.title, d.lang) for d in docs]
         analysed = analyse_documents(items, self.params, default_jobs())
-        feats = [features for _, features, _ in analysed]
-        distinct = np.array([count for _, _, count in analysed], dtype=np.int64)
-        return feats, distinct, [hash_set for hash_set, _, _ in analysed]
+        distinct = np.array([a.distinct_terms for a in analysed], dtype=np.int64)
+        return (
+            [a.features for a in analysed],
+            [a.counts for a in analysed],
+            distinct,
+            [a.shingles for a in analysed],
+        )
 
     def _plan(self, docs: Sequence[Document], *, write: bool) -> _Plan:
         params = self.params
@@ -354,7 +360,7 @@ class StoryIndex:
         n = len(docs)
         if n == 0:
             return _Plan([], Batch())
-        feats, distinct, sets = self._featurise(docs)
+        feats, tfs, distinct, sets = self._featurise(docs)
         batch_df = DocumentFrequencies.count(feats)
         stored_features, stored_counts, stored_n = self._frequencies()
         total = stored_n + n
@@ -368,7 +374,7 @@ class StoryIndex:
             frequencies = DocumentFrequencies(batch_df.features, new_df, total)
             # Over features another document holds too, as the batch run's
             # matrix: keywords are picked among them, and no score changes.
-            new_matrix, new_columns = tfidf_rows(feats, frequencies, min_documents=2)
+            new_matrix, new_columns = tfidf_rows(feats, tfs, frequencies, min_documents=2)
         if cosine and params.keywords:
             keyword_sets = top_features(new_matrix, new_columns, params.keywords)
             sigs = signatures(keyword_sets, params.num_perm, params.seed)
@@ -390,14 +396,15 @@ class StoryIndex:
         old = [found[d] for d in old_ids]
         published = [d.published for d in docs] + [d.published for d in old]
         if cosine:
-            old_lists = [d.feature_list() for d in old]
             old_union = unique_sorted(np.concatenate([d.features for d in old])) if old else None
             if old_union is not None:
                 old_df = _lookup(stored_features, stored_counts, old_union) + _lookup(
                     batch_df.features, batch_df.counts, old_union
                 )
                 old_matrix, old_columns = tfidf_rows(
-                    old_lists, DocumentFrequencies(old_union, old_df, total)
+                    [d.features for d in old],
+                    [d.counts for d in old],
+                    DocumentFrequencies(old_union, old_df, total),
                 )
                 matrix = _stack(new_matrix, new_columns, old_matrix, old_columns)
             else:
@@ -516,7 +523,7 @@ class StoryIndex:
             )
         batch = Batch()
         if write:
-            batch = self._batch(docs, feats, distinct, sets, sigs, assignments)
+            batch = self._batch(docs, feats, tfs, distinct, sets, sigs, assignments)
             batch.moved = moved
             batch.next_cluster = next_cluster
             batch.df_features, batch.df_counts = batch_df.features, batch_df.counts
@@ -546,7 +553,9 @@ class StoryIndex:
             union = unique_sorted(np.concatenate([d.features for d in stored]))
             df = _lookup(*self._df, union) + _lookup(batch_df.features, batch_df.counts, union)
             matrix, _ = tfidf_rows(
-                [d.feature_list() for d in stored], DocumentFrequencies(union, df, total)
+                [d.features for d in stored],
+                [d.counts for d in stored],
+                DocumentFrequencies(union, df, total),
             )
             lengths = np.array([d.distinct_terms for d in stored], dtype=np.int64)
             weights = length_weights(lengths, params.length_reference)
@@ -569,6 +578,7 @@ class StoryIndex:
         self,
         docs: Sequence[Document],
         feats: list[np.ndarray],
+        tfs: list[np.ndarray],
         distinct: np.ndarray,
         sets: list[np.ndarray],
         sigs: np.ndarray,
@@ -577,7 +587,6 @@ class StoryIndex:
         batch = Batch(signatures=sigs)
         jaccard = self.params.similarity == "jaccard"
         for k, doc in enumerate(docs):
-            features, counts = np.unique(feats[k].astype(np.uint32), return_counts=True)
             cluster = assignments[k].cluster
             assert cluster is not None
             batch.documents.append(
@@ -589,8 +598,8 @@ class StoryIndex:
                     source=doc.source,
                     snippet=doc.text[:_SNIPPET],
                     distinct_terms=int(distinct[k]),
-                    features=features,
-                    counts=counts.astype(np.uint32),
+                    features=feats[k],
+                    counts=tfs[k].astype(np.uint32),
                     shingles=unique_sorted(sets[k]) if jaccard else None,
                 )
             )

@@ -21,7 +21,7 @@ import types
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy import sparse
@@ -32,11 +32,11 @@ from dedup.linkage import average_linkage, single_linkage
 from dedup.normalize import Analyzer, detect_language, names, numbers, shared_names
 from dedup.params import Params, resolve_params
 from dedup.records import Cluster, ClusterResult, Document, parse_published
-from dedup.shingle import shingle_hash_sets
+from dedup.shingle import batch_term_hashes, shingle_hash_sets
 from dedup.signature import estimated_jaccard, signatures
 from dedup.vectors import (
     columns_by_frequency,
-    feature_hash_lists,
+    feature_counts,
     feature_names,
     fitted_tfidf_rows,
     length_weights,
@@ -110,12 +110,22 @@ def iter_as_documents(documents: Iterable[DocumentLike]) -> Iterator[Document]:
         yield doc
 
 
+class Analysed(NamedTuple):
+    """One document as :func:`hashed_analysis` gives it."""
+
+    shingles: np.ndarray  # sorted distinct shingle hashes, uint32
+    features: np.ndarray  # sorted distinct TF-IDF feature hashes, uint32 (empty for Jaccard)
+    counts: np.ndarray  # occurrences of each feature, unsigned
+    distinct_terms: int
+
+
 @dataclass(frozen=True)
 class _Prepared:
     """What the stages need of a batch of documents, computed once."""
 
     hash_sets: list[np.ndarray]
-    features: list[np.ndarray]  # TF-IDF feature hashes with repeats (empty for Jaccard)
+    features: list[np.ndarray]  # sorted distinct TF-IDF feature hashes (empty for Jaccard)
+    counts: list[np.ndarray]  # occurrences of each feature
     distinct_terms: np.ndarray
     published: np.ndarray  # days since 1970 (NaN: unknown), as verify.publication_days
 
@@ -124,6 +134,7 @@ class _Prepared:
         return _Prepared(
             hash_sets=[self.hash_sets[k] for k in order],
             features=[self.features[k] for k in order],
+            counts=[self.counts[k] for k in order],
             distinct_terms=self.distinct_terms[order],
             published=self.published[order],
         )
@@ -145,20 +156,23 @@ def analyse_terms(
 
 def hashed_analysis(
     items: Sequence[tuple[str, str | None, str | None]], params: Params
-) -> list[tuple[np.ndarray, np.ndarray, int]]:
-    """Per item, its shingle-hash set, TF-IDF feature hashes and distinct-term count.
+) -> list[Analysed]:
+    """Per item, its shingle-hash set, distinct TF-IDF features with counts and distinct terms.
 
     Runs in the workers, so that hashing is spread over them too; the hashes
-    of a chunk are built at once, which costs far less than a call per document.
+    of a chunk are built at once, which costs far less than a call per
+    document, and each term is hashed once for both shingles and features.
+    Features come counted, not repeated, so less crosses to the main process.
     """
     term_lists = analyse_terms(items, params.lang, params.stem, params.stopwords)
-    hash_sets = shingle_hash_sets(term_lists, params.shingle, params.shingle_size)
+    hashed = batch_term_hashes(term_lists)
+    hash_sets = shingle_hash_sets(term_lists, params.shingle, params.shingle_size, hashed)
     if params.similarity == "cosine":
-        feature_lists = feature_hash_lists(term_lists, params.tfidf_ngrams)
+        features, counts = feature_counts(term_lists, params.tfidf_ngrams, hashed)
     else:
-        feature_lists = [np.empty(0, np.uint32)] * len(term_lists)
+        features = counts = [np.empty(0, np.uint32)] * len(term_lists)
     distinct = [len(set(terms)) for terms in term_lists]
-    return list(zip(hash_sets, feature_lists, distinct, strict=True))
+    return list(map(Analysed, hash_sets, features, counts, distinct))
 
 
 def analyse_documents(
@@ -167,7 +181,7 @@ def analyse_documents(
     jobs: int = 1,
     progress: Progress | None = None,
     total: int = 0,
-) -> list[tuple[np.ndarray, np.ndarray, int]]:
+) -> list[Analysed]:
     """:func:`hashed_analysis` of ``(text, title, lang)`` items, in chunks over ``jobs`` processes.
 
     ``items`` is read lazily, a few chunks ahead of the workers, so a stream
@@ -181,13 +195,13 @@ def analyse_documents(
     size = max(low, min(high, -(-total // (4 * jobs)))) if total else high
     chunks = _chunked(iter(items), size)
     analyse = functools.partial(hashed_analysis, params=params)
-    analysed: list[tuple[np.ndarray, np.ndarray, int]] = []
+    analysed: list[Analysed] = []
     if progress:
         progress("analyse", 0, total)
     first = next(chunks, [])
     second = next(chunks, None)
     with contextlib.ExitStack() as stack:
-        results: Iterable[list[tuple[np.ndarray, np.ndarray, int]]]
+        results: Iterable[list[Analysed]]
         if jobs > 1 and second is not None:
             # Processes, not threads: analysis is pure Python. Results are taken
             # in chunk order, so they are the same as one process's.
@@ -242,9 +256,10 @@ def _prepare(
     analysed = analyse_documents(items(), params, jobs, progress, total)
     stats["seconds_analyse"] = time.perf_counter() - start
     return docs, _Prepared(
-        hash_sets=[a[0] for a in analysed],
-        features=[a[1] for a in analysed],
-        distinct_terms=np.array([a[2] for a in analysed], dtype=np.int64),
+        hash_sets=[a.shingles for a in analysed],
+        features=[a.features for a in analysed],
+        counts=[a.counts for a in analysed],
+        distinct_terms=np.array([a.distinct_terms for a in analysed], dtype=np.int64),
         published=publication_days([d.published for d in docs]),
     )
 
@@ -276,7 +291,7 @@ def _document_matrix(prepared: _Prepared, params: Params) -> tuple[sparse.csr_ma
     bigrams are in one document only: leaving them out halves the matrix and
     every pair's work without changing a score.
     """
-    matrix, columns, _ = fitted_tfidf_rows(prepared.features, min_documents=2)
+    matrix, columns, _ = fitted_tfidf_rows(prepared.features, prepared.counts, min_documents=2)
     return matrix, columns
 
 
@@ -475,7 +490,8 @@ def run(
     if params.similarity == "cosine":
         with stage("vectorise"):
             matrix, columns = _document_matrix(prepared, params)
-        prepared = dataclasses.replace(prepared, features=[])  # in the matrix now: free them
+        # In the matrix now: free them.
+        prepared = dataclasses.replace(prepared, features=[], counts=[])
     with stage("sign"):
         sets = prepared.hash_sets
         if params.keywords and matrix is not None:

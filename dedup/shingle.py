@@ -10,6 +10,7 @@ check the hashes against, and the evidence ``dedup compare`` shows.
 
 from __future__ import annotations
 
+import itertools
 import zlib
 from collections.abc import Sequence
 
@@ -58,8 +59,12 @@ def fmix32(values: np.ndarray) -> np.ndarray:
 
 def term_hashes(terms: Sequence[str]) -> np.ndarray:
     """CRC-32 of each term's UTF-8 bytes, hashing each distinct term once."""
-    table = {t: zlib.crc32(t.encode("utf-8")) for t in set(terms)}
-    return np.fromiter((table[t] for t in terms), dtype=np.uint32, count=len(terms))
+    table = dict.fromkeys(terms)
+    for term in table:
+        table[term] = zlib.crc32(term.encode("utf-8"))
+    # A C-level map into a list, not a generator into fromiter: the lookup per
+    # term is most of the cost on a big batch.
+    return np.array(list(map(table.__getitem__, terms)), dtype=np.uint32)
 
 
 def combine_hashes(units: np.ndarray, size: int) -> np.ndarray:
@@ -114,25 +119,24 @@ def unique_sorted(values: np.ndarray) -> np.ndarray:
 
 
 def shingle_hash_sets(
-    term_lists: Sequence[Sequence[str]], kind: str = "word", size: int = 1
+    term_lists: Sequence[Sequence[str]],
+    kind: str = "word",
+    size: int = 1,
+    hashed: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[np.ndarray]:
     """:func:`shingle_hashes` of many term lists at once, with equal results.
 
     Word shingles of the whole batch are hashed in a few numpy passes (each
     distinct term once, one sort for every set), which costs far less than a
-    call per document.
+    call per document. ``hashed`` is :func:`batch_term_hashes` of
+    ``term_lists`` when the caller already has it.
     """
     check_shingle_spec(kind, size)
     if kind != "word":
         return [shingle_hashes(terms, kind, size) for terms in term_lists]
-    units, owner = batch_term_hashes(term_lists)
+    units, owner = batch_term_hashes(term_lists) if hashed is None else hashed
     hashes, groups = grouped_ngram_hashes(units, owner, size)
-    keys = unique_sorted(groups.astype(np.uint64) << np.uint64(32) | hashes.astype(np.uint64))
-    sets = split_by_owner(
-        (keys & np.uint64(0xFFFFFFFF)).astype(np.uint32),
-        (keys >> np.uint64(32)).astype(np.int64),
-        len(term_lists),
-    )
+    sets, _ = counted_by_owner(hashes, groups, len(term_lists))
     for k, terms in enumerate(term_lists):
         if 0 < len(terms) < size:  # one shingle of everything it has
             sets[k] = shingle_hashes(terms, kind, size)
@@ -142,7 +146,7 @@ def shingle_hash_sets(
 def batch_term_hashes(term_lists: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
     """:func:`term_hashes` of every term of a batch, and the index of the list each is from."""
     lengths = np.fromiter((len(t) for t in term_lists), dtype=np.int64, count=len(term_lists))
-    units = term_hashes([t for terms in term_lists for t in terms])
+    units = term_hashes(list(itertools.chain.from_iterable(term_lists)))
     return units, np.repeat(np.arange(len(term_lists)), lengths)
 
 
@@ -159,6 +163,30 @@ def grouped_ngram_hashes(
     hashes = combine_hashes(units, size)
     within = groups[: hashes.size] == groups[size - 1 :]
     return hashes[within], groups[: hashes.size][within]
+
+
+def counted_by_owner(
+    values: np.ndarray, owner: np.ndarray, count: int
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per owner ``0 .. count - 1``, its sorted distinct ``values`` (uint32) and their counts.
+
+    One sort of ``(owner << 32 | value)`` keys for the whole batch. Counts come
+    in the smallest unsigned type that holds the largest (uint8 nearly always):
+    a batch of a million documents keeps hundreds of millions of them.
+    """
+    keys = np.sort(owner.astype(np.uint64) << np.uint64(32) | values.astype(np.uint64))
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if keys.size else owner[:0]
+    cells = keys[starts]
+    owners = (cells >> np.uint64(32)).astype(np.int64)
+    return (
+        split_by_owner((cells & np.uint64(0xFFFFFFFF)).astype(np.uint32), owners, count),
+        split_by_owner(_compact(np.diff(np.r_[starts, keys.size])), owners, count),
+    )
+
+
+def _compact(counts: np.ndarray) -> np.ndarray:
+    """Non-negative ``counts`` in the smallest unsigned integer type that holds them all."""
+    return counts.astype(np.min_scalar_type(int(counts.max())) if counts.size else np.uint8)
 
 
 def split_by_owner(values: np.ndarray, owner: np.ndarray, count: int) -> list[np.ndarray]:

@@ -55,6 +55,18 @@ def _split(offsets: np.ndarray, values: np.ndarray) -> list[np.ndarray]:
     return [values[offsets[k] : offsets[k + 1]] for k in range(offsets.size - 1)]
 
 
+def _sorted_within_lists(offsets: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Indices that sort ``values`` within each list ``offsets[k] : offsets[k + 1]``.
+
+    Positions outside ``offsets[0] : offsets[-1]`` stay where they are.
+    """
+    start, stop = int(offsets[0]), int(offsets[-1])
+    owner = np.repeat(np.arange(offsets.size - 1), np.diff(offsets))
+    order = np.arange(values.size)
+    order[start:stop] = np.lexsort((values[start:stop], owner)) + start
+    return order
+
+
 def published_text(value: object) -> str | None:
     """A naive UTC ISO timestamp for ``value`` (as :func:`parse_published` reads it), or None.
 
@@ -93,8 +105,8 @@ def analyse_batches(
                 lang = (lang.strip() or None) if lang else None
             items.append((text or "", title, lang))
         analysed = hashed_analysis(items, params)
-        sets = [hash_set for hash_set, _, _ in analysed]
-        counts = np.array([distinct for _, _, distinct in analysed], dtype=np.int64)
+        sets = [a.shingles for a in analysed]
+        counts = np.array([a.distinct_terms for a in analysed], dtype=np.int64)
         columns = {
             "id": pa.array(data["id"], pa.string()),
             "published": pa.array([published_text(p) for p in data["published"]], pa.string()),
@@ -103,9 +115,8 @@ def analyse_batches(
             "shingles": lists(sets),
         }
         if cosine:
-            distinct = [np.unique(features, return_counts=True) for _, features, _ in analysed]
-            columns["features"] = lists([d[0] for d in distinct])
-            columns["tf"] = lists([d[1] for d in distinct])
+            columns["features"] = lists([a.features for a in analysed])
+            columns["tf"] = lists([a.counts for a in analysed])
         if sign_shingles:
             columns["signature"] = lists(list(signatures(sets, params.num_perm, params.seed)))
         yield pa.RecordBatch.from_pydict(columns)
@@ -129,11 +140,16 @@ def tfidf_batches(
         feats = cells.field("f").to_numpy(zero_copy_only=False).astype(np.int64)
         tf = cells.field("tf").to_numpy(zero_copy_only=False).astype(np.int64)
         df = cells.field("df").fill_null(1).to_numpy(zero_copy_only=False).astype(np.int64)
-        repeated = np.repeat(feats, tf).astype(np.uint32)
-        feature_lists = _split(np.r_[0, np.cumsum(tf)][offsets], repeated)
         distinct, first = np.unique(feats, return_index=True)
         frequencies = DocumentFrequencies(distinct.astype(np.uint32), df[first], documents)
-        matrix, columns = tfidf_rows(feature_lists, frequencies, min_documents=2)
+        # The join leaves a document's cells in any order; tfidf_rows wants them by feature.
+        by_feature = _sorted_within_lists(offsets, feats)
+        matrix, columns = tfidf_rows(
+            _split(offsets, feats[by_feature].astype(np.uint32)),
+            _split(offsets, tf[by_feature]),
+            frequencies,
+            min_documents=2,
+        )
         out = {
             "i": batch.column("i"),
             "weight": batch.column("weight"),

@@ -77,10 +77,6 @@ class StoredDocument:
     counts: np.ndarray  # occurrences of each feature, uint32
     shingles: np.ndarray | None = None  # shingle-hash set, for the jaccard similarity only
 
-    def feature_list(self) -> np.ndarray:
-        """The features with repeats, as :func:`dedup.vectors.feature_hashes` gives them."""
-        return np.repeat(self.features, self.counts)
-
 
 @dataclass
 class Batch:

@@ -28,11 +28,15 @@ from dedup.shingle import (
     MAX_SHINGLE_SIZE,
     batch_term_hashes,
     combine_hashes,
+    counted_by_owner,
     grouped_ngram_hashes,
     shingle_hash_of,
-    split_by_owner,
     term_hashes,
 )
+
+# Cells (document, feature) per block of :func:`_weighted_rows`: bounds its temporaries
+# to a few hundred MB.
+_BLOCK_CELLS = 1 << 22
 
 
 def feature_hashes(terms: Sequence[str], max_n: int = 2) -> np.ndarray:
@@ -53,17 +57,35 @@ def feature_hashes(terms: Sequence[str], max_n: int = 2) -> np.ndarray:
     return np.concatenate(parts) if len(parts) > 1 else units
 
 
-def feature_hash_lists(term_lists: Sequence[Sequence[str]], max_n: int = 2) -> list[np.ndarray]:
-    """:func:`feature_hashes` of many term lists at once, with equal results."""
+def feature_counts(
+    term_lists: Sequence[Sequence[str]],
+    max_n: int = 2,
+    hashed: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per term list, its distinct :func:`feature_hashes` (sorted) and how often each occurs.
+
+    Equal to :func:`counted` of ``feature_hashes(terms, max_n)`` for each list,
+    for the whole batch at once; counts come in the smallest unsigned type
+    that holds them. ``hashed`` is :func:`dedup.shingle.batch_term_hashes` of
+    ``term_lists`` when the caller already has it. A document's distinct
+    features with their counts are all TF-IDF needs of it, and fewer values
+    than its features with repeats.
+    """
     if not 1 <= max_n <= MAX_SHINGLE_SIZE:
         raise ConfigError(f"n-grams must be 1 to {MAX_SHINGLE_SIZE} terms long")
-    units, owner = batch_term_hashes(term_lists)
+    units, owner = batch_term_hashes(term_lists) if hashed is None else hashed
     parts = [(units, owner)] + [grouped_ngram_hashes(units, owner, n) for n in range(2, max_n + 1)]
-    features = np.concatenate([hashes for hashes, _ in parts])
-    feature_owner = np.concatenate([groups for _, groups in parts])
-    # Stable: per document, its words and then its n-grams, as feature_hashes gives them.
-    by_owner = np.argsort(feature_owner, kind="stable")
-    return split_by_owner(features[by_owner], feature_owner[by_owner], len(term_lists))
+    return counted_by_owner(
+        np.concatenate([hashes for hashes, _ in parts]),
+        np.concatenate([groups for _, groups in parts]),
+        len(term_lists),
+    )
+
+
+def counted(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One document's sorted distinct features (uint32) and their counts: the plain version."""
+    distinct, counts = np.unique(np.asarray(features, dtype=np.uint32), return_counts=True)
+    return distinct, counts
 
 
 def feature_names(terms: Sequence[str], max_n: int = 2) -> dict[int, str]:
@@ -96,10 +118,15 @@ class DocumentFrequencies:
     documents: int
 
     @classmethod
-    def count(cls, feature_lists: Sequence[np.ndarray]) -> DocumentFrequencies:
-        """Count features over documents (each document counts a feature once)."""
-        cells = _Cells.of(feature_lists)
-        return cls(cells.columns, cells.document_counts, len(feature_lists))
+    def count(cls, feature_sets: Sequence[np.ndarray]) -> DocumentFrequencies:
+        """Count features over documents, given each one's distinct features.
+
+        ``feature_sets`` are per document its features without repeats (as
+        :func:`feature_counts` gives them): one sort of them all counts each
+        document once per feature.
+        """
+        features, counts = _runs(_sorted_union(feature_sets))
+        return cls(features, counts, len(feature_sets))
 
     def merged(self, other: DocumentFrequencies) -> DocumentFrequencies:
         """The frequencies of both collections together."""
@@ -123,7 +150,20 @@ class DocumentFrequencies:
 
     def idf(self, features: np.ndarray) -> np.ndarray:
         """Smoothed IDF, ``ln((1 + N) / (1 + df)) + 1``; unseen features get ``df = 0``."""
-        return np.log((1.0 + self.documents) / (1.0 + self.counts_of(features))) + 1.0
+        return self.idf_of_counts(self.counts_of(features))
+
+    def idf_of_counts(self, df: np.ndarray) -> np.ndarray:
+        """:meth:`idf` of features that ``df`` documents hold."""
+        df = np.asarray(df, dtype=np.int64)
+        largest = int(df.max()) if df.size else 0
+        if df.size <= 2 * largest:
+            return _smoothed_idf(df, self.documents)
+        # Millions of features share a few thousand counts: take each count's log once.
+        return _smoothed_idf(np.arange(largest + 1), self.documents)[df]
+
+
+def _smoothed_idf(df: np.ndarray, documents: int) -> np.ndarray:
+    return np.log((1.0 + documents) / (1.0 + df)) + 1.0
 
 
 def length_weights(distinct_terms: np.ndarray, reference: float) -> np.ndarray:
@@ -142,46 +182,24 @@ def length_weights(distinct_terms: np.ndarray, reference: float) -> np.ndarray:
     return np.minimum(1.0, (reference / np.maximum(distinct_terms, 1)) ** 0.25)
 
 
-@dataclass(frozen=True)
-class _Cells:
-    """The distinct (document, feature) cells of a batch, in (document, feature) order."""
+def _sorted_union(feature_sets: Sequence[np.ndarray]) -> np.ndarray:
+    """All of ``feature_sets`` in one sorted uint32 array, with repeats across sets."""
+    flat = np.concatenate([np.empty(0, np.uint32), *feature_sets]).astype(np.uint32, copy=False)
+    flat.sort()  # in place: the concatenation is already a copy
+    return flat
 
-    rows: np.ndarray  # document of each cell
-    cols: np.ndarray  # column of each cell, an index into ``columns``
-    term_counts: np.ndarray  # occurrences of the feature in the document
-    columns: np.ndarray  # sorted distinct feature hashes
-    document_counts: np.ndarray  # documents holding each column's feature
-    documents: int
 
-    @classmethod
-    def of(cls, feature_lists: Sequence[np.ndarray]) -> _Cells:
-        n = len(feature_lists)
-        sizes = np.fromiter((f.size for f in feature_lists), dtype=np.int64, count=n)
-        flat = np.concatenate(feature_lists).astype(np.uint64) if n else np.empty(0, np.uint64)
-        # One sort of (document << 32 | feature) keys finds every cell and its count.
-        keys = np.repeat(np.arange(n, dtype=np.uint64), sizes) << np.uint64(32) | flat
-        keys.sort()
-        first = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if keys.size else keys
-        cells = keys[first]
-        hashes = (cells & np.uint64(0xFFFFFFFF)).astype(np.uint32)
-        # np.unique(hashes, return_inverse=True, return_counts=True), twice as fast.
-        by_hash = np.argsort(hashes, kind="stable")
-        ordered = hashes[by_hash]
-        starts = np.r_[True, ordered[1:] != ordered[:-1]] if ordered.size else ordered.astype(bool)
-        cols = np.empty(hashes.size, dtype=np.int64)
-        cols[by_hash] = np.cumsum(starts) - 1
-        return cls(
-            rows=(cells >> np.uint64(32)).astype(np.int64),
-            cols=cols,
-            term_counts=np.diff(np.r_[first, keys.size]),
-            columns=ordered[starts],
-            document_counts=np.diff(np.r_[np.flatnonzero(starts), ordered.size]),
-            documents=n,
-        )
+def _runs(ordered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values of a sorted array and the length (int64) of each one's run."""
+    if not ordered.size:
+        return ordered, np.zeros(0, np.int64)
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    return ordered[starts], np.diff(np.r_[starts, ordered.size])
 
 
 def tfidf_rows(
-    feature_lists: Sequence[np.ndarray],
+    features: Sequence[np.ndarray],
+    counts: Sequence[np.ndarray],
     frequencies: DocumentFrequencies,
     weights: np.ndarray | None = None,
     min_documents: int = 1,
@@ -190,8 +208,9 @@ def tfidf_rows(
 
     Parameters
     ----------
-    feature_lists : sequence of ndarray of uint32
-        Per document, its feature hashes with repeats (:func:`feature_hashes`).
+    features, counts : sequences of ndarray
+        Per document, its sorted distinct feature hashes (uint32) and how often
+        each occurs (:func:`feature_counts`).
     frequencies : DocumentFrequencies
         Supplies the IDF; features it has not seen get the highest IDF.
     weights : ndarray, optional
@@ -211,56 +230,137 @@ def tfidf_rows(
 
     Notes
     -----
-    Two numpy sorts over all features, O(F log F) for F features in the
-    batch; no Python loop per feature.
+    One numpy sort over all features, O(F log F) for F distinct
+    (document, feature) cells, and a binary search per cell; no Python loop
+    per feature.
     """
-    cells = _Cells.of(feature_lists)
-    return _rows_of(cells, frequencies, weights, min_documents)
+    columns, _ = _runs(_sorted_union(features))
+    kept = frequencies.counts_of(columns) >= min_documents if min_documents > 1 else None
+    matrix = _weighted_rows(features, counts, columns, frequencies.idf(columns), weights, kept)
+    return matrix, columns if kept is None else columns[kept]
 
 
 def fitted_tfidf_rows(
-    feature_lists: Sequence[np.ndarray], min_documents: int = 1
+    features: Sequence[np.ndarray], counts: Sequence[np.ndarray], min_documents: int = 1
 ) -> tuple[sparse.csr_matrix, np.ndarray, DocumentFrequencies]:
     """:func:`tfidf_rows` with IDF fitted on the same documents, and their frequencies.
 
-    Equal to ``tfidf_rows(f, DocumentFrequencies.count(f), min_documents=m)``,
+    Equal to ``tfidf_rows(f, c, DocumentFrequencies.count(f), min_documents=m)``,
     with the sorting done once.
     """
-    cells = _Cells.of(feature_lists)
-    frequencies = DocumentFrequencies(cells.columns, cells.document_counts, len(feature_lists))
-    return (*_rows_of(cells, frequencies, None, min_documents), frequencies)
-
-
-def _rows_of(
-    cells: _Cells,
-    frequencies: DocumentFrequencies,
-    weights: np.ndarray | None,
-    min_documents: int,
-) -> tuple[sparse.csr_matrix, np.ndarray]:
-    kept = frequencies.counts_of(cells.columns) >= min_documents if min_documents > 1 else None
-    matrix = _weighted_rows(cells, frequencies.idf(cells.columns), weights, kept)
-    return matrix, cells.columns if kept is None else cells.columns[kept]
+    frequencies = DocumentFrequencies.count(features)
+    columns = frequencies.features
+    kept = frequencies.counts >= min_documents if min_documents > 1 else None
+    idf = frequencies.idf_of_counts(frequencies.counts)
+    matrix = _weighted_rows(features, counts, columns, idf, None, kept)
+    return matrix, columns if kept is None else columns[kept], frequencies
 
 
 def _weighted_rows(
-    cells: _Cells, idf: np.ndarray, weights: np.ndarray | None, kept: np.ndarray | None = None
+    features: Sequence[np.ndarray],
+    counts: Sequence[np.ndarray],
+    columns: np.ndarray,
+    idf: np.ndarray,
+    weights: np.ndarray | None,
+    kept: np.ndarray | None,
 ) -> sparse.csr_matrix:
-    """CSR rows of the cells' TF-IDF values, over the ``kept`` columns (a mask) or all."""
-    rows, cols = cells.rows, cells.cols
-    values = (1.0 + np.log(cells.term_counts)) * idf[cols]
-    norms = np.sqrt(np.bincount(rows, weights=values**2, minlength=cells.documents))
-    values /= norms[rows]
-    if weights is not None:
-        values *= np.asarray(weights, dtype=np.float64)[rows]
-    width = cells.columns.size
+    """CSR rows of the documents' TF-IDF values, over the ``kept`` columns (a mask) or all.
+
+    ``columns`` are sorted and hold every feature of the documents, ``idf``
+    gives each one's IDF. Documents go in blocks of about ``_BLOCK_CELLS``
+    cells, so the temporaries stay small whatever the batch.
+    """
+    n = len(features)
+    sizes = np.fromiter((f.size for f in features), dtype=np.int64, count=n)
+    search = SortedHashes.of(columns)
+    # Column of each of ``columns`` in the matrix; -1 for one left out.
+    width = columns.size if kept is None else int(np.count_nonzero(kept))
+    index_type = np.int32 if width < 2**31 else np.int64
+    renumbered = np.arange(columns.size, dtype=index_type)
     if kept is not None:
-        live = kept[cols]
-        rows, values = rows[live], values[live]
-        cols = (np.cumsum(kept) - 1)[cols[live]]
-        width = int(np.count_nonzero(kept))
-    # Cells come sorted by (row, column): the CSR arrays are the cells themselves.
-    indptr = np.r_[0, np.cumsum(np.bincount(rows, minlength=cells.documents))]
-    return sparse.csr_matrix((values, cols, indptr), shape=(cells.documents, width))
+        renumbered = np.where(kept, np.cumsum(kept) - 1, -1).astype(index_type)
+    # Room for every cell, trimmed at the end: pages past the kept cells are
+    # never written, so they never take memory, and nothing is copied.
+    data = np.empty(int(sizes.sum()), dtype=np.float64)
+    indices = np.empty(data.size, dtype=index_type)
+    lengths = np.zeros(n, dtype=np.int64)
+    filled = 0
+    for start, stop in _blocks(sizes):
+        rows = np.repeat(np.arange(stop - start), sizes[start:stop])
+        position = search.positions(np.concatenate(features[start:stop]))
+        tf = np.concatenate(counts[start:stop]).astype(np.float64)
+        values = (1.0 + np.log(tf)) * idf[position]
+        # Each row sums its squares in column order, as the reference does.
+        values /= np.sqrt(np.bincount(rows, weights=values**2, minlength=stop - start))[rows]
+        if weights is not None:
+            values *= np.asarray(weights, dtype=np.float64)[start:stop][rows]
+        column = renumbered[position]
+        live = column >= 0
+        end = filled + int(np.count_nonzero(live))
+        data[filled:end] = values[live]
+        indices[filled:end] = column[live]
+        lengths[start:stop] = np.bincount(rows[live], minlength=stop - start)
+        filled = end
+    data.resize(filled, refcheck=False)
+    indices.resize(filled, refcheck=False)
+    indptr = np.r_[0, np.cumsum(lengths)]
+    return sparse.csr_matrix((data, indices, indptr), shape=(n, width))
+
+
+@dataclass(frozen=True)
+class SortedHashes:
+    """A sorted uint32 array with a directory for :meth:`positions`.
+
+    A plain binary search into a large table waits on memory at every step,
+    one value after the other. Hashes are near uniform, so a directory of
+    where each value of their top bits starts in the table narrows a search
+    to a few entries; the searches are independent of each other, so the
+    processor overlaps their memory reads: several times faster on a batch's
+    millions of features, and equal to ``np.searchsorted`` for any table.
+    """
+
+    table: np.ndarray
+    directory: np.ndarray  # table positions where each top-bits prefix starts, and the end
+    shift: int  # 32 minus the bits of the prefix
+
+    @classmethod
+    def of(cls, table: np.ndarray) -> SortedHashes:
+        """Index a sorted array of hashes (cast to uint32)."""
+        table = np.asarray(table, dtype=np.uint32)
+        bits = min(24, max(0, int(table.size).bit_length() - 1))  # about one entry per prefix
+        directory = np.zeros((1 << bits) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(table >> (32 - bits), minlength=1 << bits), out=directory[1:])
+        return cls(table, directory, 32 - bits)
+
+    def positions(self, values: np.ndarray) -> np.ndarray:
+        """``np.searchsorted(self.table, values)``, as int64."""
+        values = np.asarray(values, dtype=np.uint32)
+        out = np.empty(values.size, dtype=np.int64)
+        _directed_search(self.table, self.directory, self.shift, values, out)
+        return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _directed_search(table, directory, shift, values, out):  # pragma: no cover - compiled
+    for i in range(values.size):
+        value = values[i]
+        bucket = np.int64(value) >> shift
+        low, high = directory[bucket], directory[bucket + 1]
+        while low < high:
+            middle = (low + high) >> 1
+            if table[middle] < value:
+                low = middle + 1
+            else:
+                high = middle
+        out[i] = low
+
+
+def _blocks(sizes: np.ndarray) -> list[tuple[int, int]]:
+    """``(start, stop)`` runs of documents of about ``_BLOCK_CELLS`` cells each, covering all."""
+    # A block ends where the running count of cells passes a multiple of the size.
+    cuts = np.flatnonzero(np.diff(np.cumsum(sizes) // _BLOCK_CELLS)) + 1
+    bounds = [0, *cuts.tolist(), sizes.size]
+    return [(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
 
 
 def columns_by_frequency(matrix: sparse.csr_matrix) -> sparse.csr_matrix:

@@ -12,9 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from dedup.shingle import shingle_hash_of, shingle_hashes, term_hashes
+from dedup.shingle import batch_term_hashes, shingle_hash_of, shingle_hashes, term_hashes
 from dedup.vectors import (
     DocumentFrequencies,
+    counted,
+    feature_counts,
     feature_hashes,
     feature_names,
     length_weights,
@@ -42,6 +44,17 @@ HASH_LISTS = st.lists(st.lists(HASH, max_size=12), max_size=8)
 
 def as_features(hash_lists) -> list[np.ndarray]:
     return [np.array(h, dtype=np.uint32) for h in hash_lists]
+
+
+def bags(feature_lists) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per document, its distinct features and their counts: what tfidf_rows takes."""
+    pairs = [counted(f) for f in feature_lists]
+    return [f for f, _ in pairs], [c for _, c in pairs]
+
+
+def distinct(feature_lists) -> list[np.ndarray]:
+    """Per document, its distinct features: what DocumentFrequencies.count takes."""
+    return bags(feature_lists)[0]
 
 
 @st.composite
@@ -109,7 +122,9 @@ def sklearn_rows(feature_lists) -> tuple[np.ndarray, dict[str, int]]:
 @settings(max_examples=100, deadline=None)
 @given(feature_lists=feature_batches())
 def test_tfidf_rows_equal_sklearn(feature_lists):
-    matrix, columns = tfidf_rows(feature_lists, DocumentFrequencies.count(feature_lists))
+    matrix, columns = tfidf_rows(
+        *bags(feature_lists), DocumentFrequencies.count(distinct(feature_lists))
+    )
     expected, vocabulary = sklearn_rows(feature_lists)
     assert matrix.shape == expected.shape
     # scikit-learn orders columns by token string, ours by hash: align by the hash.
@@ -124,7 +139,7 @@ def test_tfidf_rows_with_other_frequencies_equal_reference(feature_lists, other)
     # Frequencies of another collection (an index): features it has not seen get df = 0.
     # One fixed feature keeps the frequencies non-empty (see test_empty_frequencies_idf).
     other = [*other, np.array([5], dtype=np.uint32)]
-    matrix, columns = tfidf_rows(feature_lists, DocumentFrequencies.count(other))
+    matrix, columns = tfidf_rows(*bags(feature_lists), DocumentFrequencies.count(distinct(other)))
     expected = reference_rows(feature_lists, reference_df(other), len(other))
     assert_rows_close(rows_as_dicts(matrix, columns), expected)
 
@@ -132,7 +147,9 @@ def test_tfidf_rows_with_other_frequencies_equal_reference(feature_lists, other)
 @settings(max_examples=100, deadline=None)
 @given(feature_lists=feature_batches())
 def test_tfidf_columns_are_the_sorted_distinct_features(feature_lists):
-    matrix, columns = tfidf_rows(feature_lists, DocumentFrequencies.count(feature_lists))
+    matrix, columns = tfidf_rows(
+        *bags(feature_lists), DocumentFrequencies.count(distinct(feature_lists))
+    )
     assert columns.dtype == np.uint32
     flat = [int(h) for f in feature_lists for h in f]
     assert columns.tolist() == sorted(set(flat))
@@ -147,7 +164,7 @@ def test_tfidf_columns_are_the_sorted_distinct_features(feature_lists):
 @settings(max_examples=100, deadline=None)
 @given(feature_lists=feature_batches())
 def test_tfidf_rows_are_l2_normalised(feature_lists):
-    matrix, _ = tfidf_rows(feature_lists, DocumentFrequencies.count(feature_lists))
+    matrix, _ = tfidf_rows(*bags(feature_lists), DocumentFrequencies.count(distinct(feature_lists)))
     norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
     expected = [1.0 if f.size else 0.0 for f in feature_lists]
     np.testing.assert_allclose(norms, expected, rtol=0, atol=1e-12)
@@ -171,9 +188,9 @@ def batches_with_weights(draw):
 @given(case=batches_with_weights())
 def test_weights_multiply_normalised_rows(case):
     feature_lists, weights = case
-    frequencies = DocumentFrequencies.count(feature_lists)
-    plain, plain_columns = tfidf_rows(feature_lists, frequencies)
-    weighted, columns = tfidf_rows(feature_lists, frequencies, weights)
+    frequencies = DocumentFrequencies.count(distinct(feature_lists))
+    plain, plain_columns = tfidf_rows(*bags(feature_lists), frequencies)
+    weighted, columns = tfidf_rows(*bags(feature_lists), frequencies, weights)
     np.testing.assert_array_equal(columns, plain_columns)
     np.testing.assert_allclose(
         weighted.toarray(), plain.toarray() * weights[:, None], rtol=1e-15, atol=0
@@ -192,10 +209,10 @@ def test_weights_multiply_normalised_rows(case):
 @given(documents=st.lists(TERMS, min_size=2, max_size=6), reference=st.floats(1.0, 20.0))
 def test_weighted_dot_product_is_the_length_adjusted_cosine(documents, reference):
     features = [feature_hashes(t, 2) for t in documents]
-    frequencies = DocumentFrequencies.count(features)
+    frequencies = DocumentFrequencies.count(distinct(features))
     weights = length_weights(np.array([len(set(t)) for t in documents]), reference)
-    plain, _ = tfidf_rows(features, frequencies)
-    weighted, _ = tfidf_rows(features, frequencies, weights)
+    plain, _ = tfidf_rows(*bags(features), frequencies)
+    weighted, _ = tfidf_rows(*bags(features), frequencies, weights)
     cosines = (plain @ plain.T).toarray()
     np.testing.assert_allclose(
         (weighted @ weighted.T).toarray(),
@@ -208,7 +225,9 @@ def test_weighted_dot_product_is_the_length_adjusted_cosine(documents, reference
 def test_tfidf_is_sublinear_with_smoothed_idf():
     # ["a", "a", "b"] and ["b"]: idf(a) = ln(3 / 2) + 1, idf(b) = 1; tf(a) = 1 + ln 2.
     features = [feature_hashes(["a", "a", "b"], 1), feature_hashes(["b"], 1)]
-    matrix, columns = tfidf_rows(features, DocumentFrequencies.count(features), np.array([0.5, 2]))
+    matrix, columns = tfidf_rows(
+        *bags(features), DocumentFrequencies.count(distinct(features)), np.array([0.5, 2])
+    )
     raw_a = (1 + math.log(2)) * (math.log(1.5) + 1)
     norm = math.hypot(raw_a, 1.0)
     got = rows_as_dicts(matrix, columns)
@@ -218,12 +237,14 @@ def test_tfidf_is_sublinear_with_smoothed_idf():
 
 
 def test_empty_batches():
-    empty = DocumentFrequencies.count([])
-    matrix, columns = tfidf_rows([], empty)
+    empty = DocumentFrequencies.count(distinct([]))
+    matrix, columns = tfidf_rows(*bags([]), empty)
     assert matrix.shape == (0, 0)
     assert columns.size == 0 and columns.dtype == np.uint32
     no_terms = [feature_hashes([], 2), feature_hashes([], 2)]
-    matrix, columns = tfidf_rows(no_terms, DocumentFrequencies.count(no_terms), np.ones(2))
+    matrix, columns = tfidf_rows(
+        *bags(no_terms), DocumentFrequencies.count(distinct(no_terms)), np.ones(2)
+    )
     assert matrix.shape == (2, 0)
     assert matrix.nnz == 0
 
@@ -338,7 +359,7 @@ def assert_frequencies_equal(got: DocumentFrequencies, expected: DocumentFrequen
 @settings(max_examples=100, deadline=None)
 @given(feature_lists=feature_batches())
 def test_count_counts_each_document_once(feature_lists):
-    got = DocumentFrequencies.count(feature_lists)
+    got = DocumentFrequencies.count(distinct(feature_lists))
     expected = reference_df(feature_lists)
     assert got.features.dtype == np.uint32
     assert got.counts.dtype == np.int64
@@ -349,7 +370,7 @@ def test_count_counts_each_document_once(feature_lists):
 
 def test_count_example():
     features = [feature_hashes(["a", "a", "b"], 1), feature_hashes(["b"], 1), feature_hashes([], 1)]
-    got = DocumentFrequencies.count(features)
+    got = DocumentFrequencies.count(distinct(features))
     a, b = zlib.crc32(b"a"), zlib.crc32(b"b")
     assert dict(zip(got.features.tolist(), got.counts.tolist(), strict=True)) == {a: 1, b: 2}
     assert got.documents == 3
@@ -359,17 +380,17 @@ def test_count_example():
 @given(feature_lists=feature_batches(), data=st.data())
 def test_merged_halves_equal_the_whole(feature_lists, data):
     split = data.draw(st.integers(0, len(feature_lists)))
-    left = DocumentFrequencies.count(feature_lists[:split])
-    right = DocumentFrequencies.count(feature_lists[split:])
-    whole = DocumentFrequencies.count(feature_lists)
+    left = DocumentFrequencies.count(distinct(feature_lists[:split]))
+    right = DocumentFrequencies.count(distinct(feature_lists[split:]))
+    whole = DocumentFrequencies.count(distinct(feature_lists))
     assert_frequencies_equal(left.merged(right), whole)
     assert_frequencies_equal(right.merged(left), whole)
 
 
 def test_merged_with_empty():
     features = [feature_hashes(["a", "b"], 2), feature_hashes(["b"], 2)]
-    counted = DocumentFrequencies.count(features)
-    empty = DocumentFrequencies.count([])
+    counted = DocumentFrequencies.count(distinct(features))
+    empty = DocumentFrequencies.count(distinct([]))
     assert_frequencies_equal(counted.merged(empty), counted)
     assert_frequencies_equal(empty.merged(counted), counted)
     assert_frequencies_equal(empty.merged(empty), empty)
@@ -387,7 +408,9 @@ def frequencies_and_queries(draw):
 @given(case=frequencies_and_queries())
 def test_idf_equals_smoothed_formula(case):
     feature_lists, queries = case
-    frequencies = DocumentFrequencies.count(feature_lists + [np.array([7], dtype=np.uint32)])
+    frequencies = DocumentFrequencies.count(
+        distinct(feature_lists + [np.array([7], dtype=np.uint32)])
+    )
     df = reference_df(feature_lists + [np.array([7], dtype=np.uint32)])
     n = len(feature_lists) + 1
     got = frequencies.idf(queries)
@@ -398,7 +421,9 @@ def test_idf_equals_smoothed_formula(case):
 
 def test_idf_example():
     a, b, c = (zlib.crc32(t) for t in (b"a", b"b", b"c"))
-    frequencies = DocumentFrequencies.count([np.array([a, a, b], np.uint32), np.array([b])])
+    frequencies = DocumentFrequencies.count(
+        distinct([np.array([a, a, b], np.uint32), np.array([b])])
+    )
     got = frequencies.idf(np.array([a, b, c, 0, 2**32 - 1], dtype=np.uint32))
     expected = [math.log(1.5) + 1, 1.0, math.log(3) + 1, math.log(3) + 1, math.log(3) + 1]
     np.testing.assert_allclose(got, expected)
@@ -408,17 +433,20 @@ def test_idf_example():
 
 
 def test_empty_frequencies_with_no_queries():
-    for frequencies in (DocumentFrequencies.count([]), DocumentFrequencies.count([np.empty(0)])):
+    for frequencies in (
+        DocumentFrequencies.count(distinct([])),
+        DocumentFrequencies.count(distinct([np.empty(0)])),
+    ):
         assert frequencies.features.size == 0
         assert frequencies.idf(np.empty(0, np.uint32)).size == 0
 
 
 @pytest.mark.parametrize("documents", [0, 2])
 def test_empty_frequencies_idf(documents):
-    frequencies = DocumentFrequencies.count([np.empty(0, np.uint32)] * documents)
+    frequencies = DocumentFrequencies.count(distinct([np.empty(0, np.uint32)] * documents))
     queries = feature_hashes(["kim", "jong"], 2)
     np.testing.assert_allclose(frequencies.idf(queries), math.log(1 + documents) + 1)
-    matrix, _ = tfidf_rows([queries], frequencies)
+    matrix, _ = tfidf_rows(*bags([queries]), frequencies)
     assert matrix.shape == (1, 3)
 
 
@@ -444,7 +472,7 @@ def test_length_weights():
 @settings(max_examples=100, deadline=None)
 @given(
     lengths=st.lists(st.integers(0, 5000), min_size=1, max_size=20),
-    reference=st.floats(-10.0, 200.0, allow_nan=False),
+    reference=st.floats(-10.0, 200.0, allow_nan=False, allow_subnormal=False),
 )
 def test_length_weights_decrease_with_length(lengths, reference):
     counts = np.array(sorted(lengths))
@@ -523,28 +551,59 @@ def test_fitted_rows_equal_rows_over_counted_frequencies_restricted_after_normal
 ):
     from dedup.vectors import fitted_tfidf_rows
 
-    frequencies = DocumentFrequencies.count(feature_lists)
-    full, columns = tfidf_rows(feature_lists, frequencies)
+    frequencies = DocumentFrequencies.count(distinct(feature_lists))
+    full, columns = tfidf_rows(*bags(feature_lists), frequencies)
     kept = np.flatnonzero(frequencies.counts >= min_documents)
-    got, got_columns, got_frequencies = fitted_tfidf_rows(feature_lists, min_documents)
+    got, got_columns, got_frequencies = fitted_tfidf_rows(*bags(feature_lists), min_documents)
     np.testing.assert_array_equal(got_columns, columns[kept])
     np.testing.assert_array_equal(got.toarray(), full[:, kept].toarray())
     np.testing.assert_array_equal(got_frequencies.counts, frequencies.counts)
     assert got_frequencies.documents == len(feature_lists)
-    restricted, restricted_columns = tfidf_rows(feature_lists, frequencies, None, min_documents)
+    restricted, restricted_columns = tfidf_rows(
+        *bags(feature_lists), frequencies, None, min_documents
+    )
     np.testing.assert_array_equal(restricted_columns, columns[kept])
     np.testing.assert_array_equal(restricted.toarray(), full[:, kept].toarray())
 
 
 @settings(max_examples=100, deadline=None)
 @given(term_lists=DOCUMENTS, max_n=st.integers(1, 3))
-def test_feature_hash_lists_equal_one_call_per_document(term_lists, max_n):
-    from dedup.vectors import feature_hash_lists
+def test_feature_counts_equal_one_count_per_document(term_lists, max_n):
+    for hashed in (None, batch_term_hashes(term_lists)):
+        features, counts = feature_counts(term_lists, max_n, hashed)
+        assert len(features) == len(counts) == len(term_lists)
+        for terms, got, tf in zip(term_lists, features, counts, strict=True):
+            want, want_tf = counted(feature_hashes(terms, max_n))
+            np.testing.assert_array_equal(got, want)
+            np.testing.assert_array_equal(tf, want_tf)
+            assert got.dtype == np.uint32
+            assert np.issubdtype(tf.dtype, np.unsignedinteger)
 
-    got = feature_hash_lists(term_lists, max_n)
-    assert len(got) == len(term_lists)
-    for terms, features in zip(term_lists, got, strict=True):
-        np.testing.assert_array_equal(features, feature_hashes(terms, max_n))
+
+def test_feature_counts_widen_for_large_counts():
+    _, counts = feature_counts([["a"] * 300, ["b"]], 1)
+    assert counts[0].tolist() == [300] and counts[1].tolist() == [1]
+    assert counts[0].dtype == np.uint16
+
+
+@settings(max_examples=100, deadline=None)
+@given(feature_lists=feature_batches(), other=feature_batches(), block=st.integers(1, 6))
+def test_rows_built_in_blocks_equal_rows_built_at_once(feature_lists, other, block):
+    # Blocks only bound the temporaries: every value must come out bit for bit the same.
+    from dedup import vectors
+
+    frequencies = DocumentFrequencies.count(distinct([*feature_lists, *other]))
+    weights = np.linspace(0.5, 1.0, len(feature_lists))
+    whole, columns = tfidf_rows(*bags(feature_lists), frequencies, weights, 2)
+    fitted = vectors.fitted_tfidf_rows(*bags(feature_lists), 2)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(vectors, "_BLOCK_CELLS", block)
+        blocked, blocked_columns = tfidf_rows(*bags(feature_lists), frequencies, weights, 2)
+        blocked_fitted = vectors.fitted_tfidf_rows(*bags(feature_lists), 2)
+    for got, want in ((blocked, whole), (blocked_fitted[0], fitted[0])):
+        for part in ("data", "indices", "indptr"):
+            np.testing.assert_array_equal(getattr(got, part), getattr(want, part))
+    np.testing.assert_array_equal(blocked_columns, columns)
 
 
 @settings(max_examples=50, deadline=None)
@@ -552,7 +611,7 @@ def test_feature_hash_lists_equal_one_call_per_document(term_lists, max_n):
 def test_columns_by_frequency_keep_every_dot_product(feature_lists):
     from dedup.vectors import columns_by_frequency
 
-    matrix, _ = tfidf_rows(feature_lists, DocumentFrequencies.count(feature_lists))
+    matrix, _ = tfidf_rows(*bags(feature_lists), DocumentFrequencies.count(distinct(feature_lists)))
     products = (matrix @ matrix.T).toarray()
     renumbered = columns_by_frequency(matrix)
     assert renumbered is matrix  # in place
@@ -560,3 +619,24 @@ def test_columns_by_frequency_keep_every_dot_product(feature_lists):
     np.testing.assert_allclose((renumbered @ renumbered.T).toarray(), products, atol=1e-12)
     frequency = np.diff(renumbered.tocsc().indptr)
     assert np.all(frequency[:-1] >= frequency[1:])
+
+
+@settings(max_examples=200, deadline=None)
+@given(table=st.lists(HASH, max_size=300), values=st.lists(HASH, max_size=50))
+def test_sorted_hashes_positions_equal_searchsorted(table, values):
+    from dedup.vectors import SortedHashes
+
+    ordered = np.sort(np.array(table, dtype=np.uint32))
+    queries = np.array([*values, *table[:5]], dtype=np.uint32)
+    got = SortedHashes.of(ordered).positions(queries)
+    np.testing.assert_array_equal(got, np.searchsorted(ordered, queries))
+    assert got.dtype == np.int64
+
+
+def test_idf_of_counts_is_the_same_by_table_or_directly():
+    frequencies = DocumentFrequencies(np.arange(5, dtype=np.uint32), np.ones(5, np.int64), 1000)
+    df = np.array([0, 1, 2, 2, 2, 2, 2, 3, 999, 1000] + [1] * 3000, dtype=np.int64)
+    by_table = frequencies.idf_of_counts(df)
+    direct = np.log((1.0 + 1000) / (1.0 + df)) + 1.0
+    np.testing.assert_array_equal(by_table, direct)
+    np.testing.assert_array_equal(frequencies.idf_of_counts(df[:10]), direct[:10])

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import dedup.verify as verify_module
-from dedup.vectors import DocumentFrequencies, feature_hashes, tfidf_rows
+from dedup.vectors import DocumentFrequencies, feature_counts, tfidf_rows
 from dedup.verify import days_apart, pair_cosines, pair_jaccards, time_factor
 
 VOCAB = ["kim", "putin", "kore", "rusya", "zirve", "ziyaret", "anlaşma", "füze", "uzay", "x"]
@@ -23,8 +23,8 @@ TERM_LISTS = st.lists(st.lists(st.sampled_from(VOCAB), max_size=12), min_size=1,
 
 def tfidf_matrix(term_lists):
     """TF-IDF rows of unigram features, with the batch's own document frequencies."""
-    features = [feature_hashes(t, 1) for t in term_lists]
-    return tfidf_rows(features, DocumentFrequencies.count(features))
+    features, counts = feature_counts(term_lists, 1)
+    return tfidf_rows(features, counts, DocumentFrequencies.count(features))
 
 
 def dense_cosines(matrix, rows, cols) -> np.ndarray:
@@ -247,6 +247,6 @@ def test_no_pair_scores_over_its_ceiling(case, data, window, scale, reference):
     has_terms = np.array([len(t) > 0 for t in term_lists])
     same = identical & has_terms[rows]
     np.testing.assert_allclose(scores[same], ceilings[same], rtol=1e-12)
-    sets = [np.unique(feature_hashes(t, 1)) for t in term_lists]
+    sets, _ = feature_counts(term_lists, 1)
     jaccards = story_scores(None, None, published, rows, cols, window, scale, sets)["score"]
     assert np.all(jaccards <= score_ceilings(None, published, rows, cols, window, scale))
