@@ -155,7 +155,7 @@ def analyse_terms(
 
 
 def hashed_analysis(
-    items: Sequence[tuple[str, str | None, str | None]], params: Params
+    items: Sequence[tuple[str, str | None, str | None]], params: Params, shingles: bool = True
 ) -> list[Analysed]:
     """Per item, its shingle-hash set, distinct TF-IDF features with counts and distinct terms.
 
@@ -163,10 +163,15 @@ def hashed_analysis(
     of a chunk are built at once, which costs far less than a call per
     document, and each term is hashed once for both shingles and features.
     Features come counted, not repeated, so less crosses to the main process.
+    ``shingles=False`` leaves the shingle sets empty, for a run that neither
+    signs nor scores them (see :func:`needs_shingles`).
     """
     term_lists = analyse_terms(items, params.lang, params.stem, params.stopwords)
     hashed = batch_term_hashes(term_lists)
-    hash_sets = shingle_hash_sets(term_lists, params.shingle, params.shingle_size, hashed)
+    if shingles:
+        hash_sets = shingle_hash_sets(term_lists, params.shingle, params.shingle_size, hashed)
+    else:
+        hash_sets = [np.empty(0, np.uint32)] * len(term_lists)
     if params.similarity == "cosine":
         features, counts = feature_counts(term_lists, params.tfidf_ngrams, hashed)
     else:
@@ -175,12 +180,18 @@ def hashed_analysis(
     return list(map(Analysed, hash_sets, features, counts, distinct))
 
 
+def needs_shingles(params: Params) -> bool:
+    """Whether a clustering run reads shingle sets: to sign them, or to score Jaccard."""
+    return params.similarity == "jaccard" or not params.keywords
+
+
 def analyse_documents(
     items: Iterable[tuple[str, str | None, str | None]],
     params: Params,
     jobs: int = 1,
     progress: Progress | None = None,
     total: int = 0,
+    shingles: bool = True,
 ) -> list[Analysed]:
     """:func:`hashed_analysis` of ``(text, title, lang)`` items, in chunks over ``jobs`` processes.
 
@@ -194,7 +205,7 @@ def analyse_documents(
     low, high = _ANALYSE_CHUNK
     size = max(low, min(high, -(-total // (4 * jobs)))) if total else high
     chunks = _chunked(iter(items), size)
-    analyse = functools.partial(hashed_analysis, params=params)
+    analyse = functools.partial(hashed_analysis, params=params, shingles=shingles)
     analysed: list[Analysed] = []
     if progress:
         progress("analyse", 0, total)
@@ -242,6 +253,7 @@ def _prepare(
     stats: dict[str, float],
     jobs: int = 1,
     keep_text: bool = True,
+    shingles: bool = True,
 ) -> tuple[list[Document], _Prepared]:
     """Analyse ``documents`` as they are read; returns them as documents (see :func:`run`)."""
     start = time.perf_counter()
@@ -253,7 +265,7 @@ def _prepare(
             yield doc.text, doc.title, doc.lang
 
     total = len(documents) if isinstance(documents, Sized) else 0
-    analysed = analyse_documents(items(), params, jobs, progress, total)
+    analysed = analyse_documents(items(), params, jobs, progress, total, shingles)
     stats["seconds_analyse"] = time.perf_counter() - start
     return docs, _Prepared(
         hash_sets=[a.shingles for a in analysed],
@@ -479,7 +491,10 @@ def run(
     if jobs < 1:
         raise ConfigError("jobs must be at least 1")
     stats: dict[str, Any] = {}
-    docs, prepared = _prepare(documents, params, progress, stats, jobs, keep_text)
+    # A million documents' shingle sets are a gigabyte: build them only if read.
+    docs, prepared = _prepare(
+        documents, params, progress, stats, jobs, keep_text, needs_shingles(params)
+    )
     n = stats["documents"] = len(docs)
     # Work in id order so that labels do not depend on the order of the input.
     order = np.array(sorted(range(n), key=lambda i: docs[i].id), dtype=np.int64)
@@ -508,7 +523,7 @@ def run(
     # Back from id order to input order.
     inverse = np.empty(n, dtype=np.int64)
     inverse[order] = np.arange(n)
-    empty = np.array([len(prepared.hash_sets[k]) == 0 for k in inverse], dtype=bool)
+    empty = prepared.distinct_terms[inverse] == 0  # no terms: no shingles, no features
     return _build_result(
         docs, labels[inverse], order[rows], order[cols], scores, empty, params, stats
     )
