@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import functools
 import json
 import os
 import sys
+import types
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -57,17 +59,28 @@ class FieldMap:
             if not getattr(self, f.name):
                 raise ConfigError(f"empty field name for {f.name!r}")
 
-    def remapped(self) -> dict[str, str]:
+    # Cached: asked once per record, and a million records are read in a run.
+    @functools.cached_property
+    def _remapped(self) -> Mapping[str, str]:
+        return types.MappingProxyType(
+            {
+                f.name: getattr(self, f.name)
+                for f in dataclasses.fields(self)
+                if getattr(self, f.name) != f.default
+            }
+        )
+
+    @functools.cached_property
+    def _record_keys(self) -> frozenset[str]:
+        return frozenset(getattr(self, f.name) for f in dataclasses.fields(self))
+
+    def remapped(self) -> Mapping[str, str]:
         """Attribute -> record field, for the fields that differ from the default."""
-        return {
-            f.name: getattr(self, f.name)
-            for f in dataclasses.fields(self)
-            if getattr(self, f.name) != f.default
-        }
+        return self._remapped
 
     def record_keys(self) -> frozenset[str]:
         """The record fields this map consumes; every other field goes to ``extra``."""
-        return frozenset(getattr(self, f.name) for f in dataclasses.fields(self))
+        return self._record_keys
 
 
 def iter_documents(
