@@ -222,10 +222,25 @@ def analyse_documents(
             rest = [] if second is None else itertools.chain([second], chunks)
             results = map(analyse, itertools.chain([first], rest))
         for chunk in results:
-            analysed.extend(chunk)
+            analysed.extend(_packed(chunk))
             if progress:
                 progress("analyse", len(analysed), total)
     return analysed
+
+
+def _packed(chunk: list[Analysed]) -> list[Analysed]:
+    """The same analyses, each array a view into one array per field for the whole chunk.
+
+    A million documents' small arrays, once freed, leave the C heap too
+    fragmented to hand memory back: gigabytes of peak memory. A chunk's few
+    large arrays are returned whole when freed.
+    """
+    fields = []
+    for values in list(zip(*chunk, strict=True))[:3]:
+        sizes = np.fromiter((v.size for v in values), dtype=np.int64, count=len(values))
+        flat = np.concatenate([np.empty(0, values[0].dtype), *values])
+        fields.append(np.split(flat, np.cumsum(sizes)[:-1]))
+    return [Analysed(*parts, a.distinct_terms) for *parts, a in zip(*fields, chunk, strict=True)]
 
 
 def _chunked(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
@@ -501,7 +516,7 @@ def run(
     prepared = prepared.taken(order)
 
     stage = functools.partial(_stage, stats=stats, progress=progress, total=n)
-    matrix = None
+    matrix = columns = None
     if params.similarity == "cosine":
         with stage("vectorise"):
             matrix, columns = _document_matrix(prepared, params)
@@ -512,6 +527,7 @@ def run(
         if params.keywords and matrix is not None:
             sets = top_features(matrix, columns, params.keywords)
         sigs = signatures(sets, params.num_perm, params.seed)
+        del sets, columns  # signed: a million documents' keywords need not wait for the linkage
     if matrix is not None:
         matrix = columns_by_frequency(matrix)
     rows, cols, scores = _scored_links(prepared, sigs, params, matrix, jobs, stats, progress)

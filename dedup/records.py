@@ -85,7 +85,8 @@ class Cluster:
         Indices into :attr:`ClusterResult.documents`, in input order.
     similarities : tuple of float
         For each member, its mean similarity to the other members (1.0 for a
-        singleton).
+        singleton); a pair that scored under a quarter of the threshold, or
+        was never a candidate, counts as 0.
     representative : int
         Index of the member most similar to the rest.
     """

@@ -138,7 +138,9 @@ def run(dataframe: DataFrame, params: Params, *, strip: bool = False) -> SparkRu
             parts = vectors.select("i", "published", "keys", "vals", "weight")
         scores = keep(_scores(candidates, parts, params))
         labels = keep(spark_graph.cluster_labels(scores, params, LINK_FLOOR))
-        result = spark_graph.assemble(docs.select("i", "id", "empty"), labels, scores)
+        # Similarities over the links the linkage saw, as the local engine keeps them.
+        links = scores.filter(scores.score >= params.threshold * LINK_FLOOR)
+        result = spark_graph.assemble(docs.select("i", "id", "empty"), labels, links)
         return SparkRun(params, documents, docs, sigs, candidates, scores, result, cached)
     except Exception as exc:
         for frame in cached:
@@ -166,7 +168,8 @@ def cluster(dataframe: DataFrame, preset: str = "stories", **options: Any) -> Da
         One row per input document: ``id``, ``cluster`` (the position, in id
         order, of the cluster's first document; shared by its members),
         ``size``, ``similarity`` (mean score to the rest of its cluster over
-        scored pairs, 1.0 for a singleton) and ``flags`` (``["empty"]`` for a
+        its links, the pairs scoring at least a quarter of the threshold; 1.0
+        for a singleton) and ``flags`` (``["empty"]`` for a
         document without usable words). The result is materialised on the
         executors (a local checkpoint), not on the driver.
 

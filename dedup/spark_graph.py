@@ -152,7 +152,7 @@ def assemble(docs: DataFrame, labels: DataFrame, scores: DataFrame) -> DataFrame
     ``docs`` has ``i``, ``id``, ``empty``; ``labels`` ``node``, ``cluster``
     for documents in clusters of two or more; the rest are singletons named
     by their own position. ``similarity`` is the document's summed score to
-    the members of its cluster over scored pairs, over ``size - 1``.
+    the members of its cluster over the pairs in ``scores``, over ``size - 1``.
     """
     from pyspark.sql import functions as F
 

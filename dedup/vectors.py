@@ -224,7 +224,7 @@ def tfidf_rows(
     Returns
     -------
     matrix : csr_matrix, shape (n_documents, n_features)
-        Columns index ``columns``; each row's indices are sorted.
+        float32 values; columns index ``columns``; each row's indices are sorted.
     columns : ndarray of uint32
         The sorted distinct feature hashes of this batch that are kept.
 
@@ -280,8 +280,10 @@ def _weighted_rows(
     if kept is not None:
         renumbered = np.where(kept, np.cumsum(kept) - 1, -1).astype(index_type)
     # Room for every cell, trimmed at the end: pages past the kept cells are
-    # never written, so they never take memory, and nothing is copied.
-    data = np.empty(int(sizes.sum()), dtype=np.float64)
+    # never written, so they never take memory, and nothing is copied. Values
+    # are computed in float64 and kept in float32: a million documents' matrix
+    # is gigabytes, and seven digits are more than a score needs.
+    data = np.empty(int(sizes.sum()), dtype=np.float32)
     indices = np.empty(data.size, dtype=index_type)
     lengths = np.zeros(n, dtype=np.int64)
     filled = 0
