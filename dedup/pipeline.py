@@ -17,7 +17,6 @@ import itertools
 import multiprocessing
 import os
 import time
-import types
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -57,7 +56,6 @@ LINK_FLOOR = 0.25  # fraction of the threshold under which a link is not worth k
 # keep the pass to a few hundred MB.
 _SCORE_BATCH = 1 << 22
 _PREVIEW_CHARS = 200  # text a result keeps per document with keep_text=False
-_NO_EXTRA: Mapping[str, Any] = types.MappingProxyType({})  # one read-only empty map for all
 
 
 def as_documents(documents: Iterable[DocumentLike]) -> list[Document]:
@@ -293,7 +291,7 @@ def _prepare(
 
 def _without_text(doc: Document) -> Document:
     """``doc`` with what reports show: its text cut to a preview, no ``extra`` fields."""
-    return dataclasses.replace(doc, text=doc.text[:_PREVIEW_CHARS], extra=_NO_EXTRA)
+    return dataclasses.replace(doc, text=doc.text[:_PREVIEW_CHARS], extra={})
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
@@ -318,7 +316,7 @@ def _document_matrix(prepared: _Prepared, params: Params) -> tuple[sparse.csr_ma
     bigrams are in one document only: leaving them out halves the matrix and
     every pair's work without changing a score.
     """
-    matrix, columns, _ = fitted_tfidf_rows(prepared.features, prepared.counts, min_documents=2)
+    matrix, columns = fitted_tfidf_rows(prepared.features, prepared.counts, min_documents=2)
     return matrix, columns
 
 
@@ -335,16 +333,11 @@ def _score(
     ``matrix`` is the batch's document matrix when the caller already has it;
     ``jobs`` threads compute cosines.
     """
-    weights = None
-    if params.similarity == "cosine":
-        if matrix is None:
-            matrix, _ = _document_matrix(prepared, params)
-        weights = length_weights(prepared.distinct_terms, params.length_reference)
-    else:
-        matrix = None
+    if params.similarity == "cosine" and matrix is None:
+        matrix, _ = _document_matrix(prepared, params)
     return story_scores(
-        matrix,
-        weights,
+        matrix if params.similarity == "cosine" else None,
+        _length_weights(prepared, params),
         prepared.published,
         rows,
         cols,
@@ -353,6 +346,13 @@ def _score(
         prepared.hash_sets,
         jobs,
     )
+
+
+def _length_weights(prepared: _Prepared, params: Params) -> np.ndarray | None:
+    """Per-document length weights of a cosine run; None for Jaccard, which has none."""
+    if params.similarity != "cosine":
+        return None
+    return length_weights(prepared.distinct_terms, params.length_reference)
 
 
 def _scored_links(
@@ -378,9 +378,7 @@ def _scored_links(
         sigs, bands, rows_per_band, params.max_bucket, min(params.min_bands, bands), jobs
     )
     floor = params.threshold * LINK_FLOOR
-    weights = None
-    if params.similarity == "cosine":
-        weights = length_weights(prepared.distinct_terms, params.length_reference)
+    weights = _length_weights(prepared, params)
     pending: list[tuple[np.ndarray, np.ndarray]] = []
     kept = [(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0))]
     seconds = {"candidates": 0.0, "verify": 0.0}

@@ -190,11 +190,30 @@ def _sorted_union(feature_sets: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def _runs(ordered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct values of a sorted array and the length (int64) of each one's run."""
-    if not ordered.size:
-        return ordered, np.zeros(0, np.int64)
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    return ordered[starts], np.diff(np.r_[starts, ordered.size])
+    """The distinct values of a sorted array and the length (int64) of each one's run.
+
+    ``np.unique(ordered, return_counts=True)`` in two compiled passes that
+    allocate only the result: at a million documents the input is hundreds of
+    millions of values, and numpy's masks and positions would be gigabytes.
+    """
+    return _run_lengths(ordered)
+
+
+@numba.njit(cache=True, nogil=True)
+def _run_lengths(ordered):  # pragma: no cover - compiled
+    distinct = 0
+    for k in range(ordered.size):
+        if k == 0 or ordered[k] != ordered[k - 1]:
+            distinct += 1
+    values = np.empty(distinct, ordered.dtype)
+    lengths = np.zeros(distinct, np.int64)
+    at = -1
+    for k in range(ordered.size):
+        if k == 0 or ordered[k] != ordered[k - 1]:
+            at += 1
+            values[at] = ordered[k]
+        lengths[at] += 1
+    return values, lengths
 
 
 def tfidf_rows(
@@ -236,24 +255,35 @@ def tfidf_rows(
     """
     columns, _ = _runs(_sorted_union(features))
     kept = frequencies.counts_of(columns) >= min_documents if min_documents > 1 else None
-    matrix = _weighted_rows(features, counts, columns, frequencies.idf(columns), weights, kept)
+    matrix = _weighted_rows(
+        features, counts, columns, frequencies.idf(columns), weights, kept, None
+    )
     return matrix, columns if kept is None else columns[kept]
 
 
 def fitted_tfidf_rows(
     features: Sequence[np.ndarray], counts: Sequence[np.ndarray], min_documents: int = 1
-) -> tuple[sparse.csr_matrix, np.ndarray, DocumentFrequencies]:
-    """:func:`tfidf_rows` with IDF fitted on the same documents, and their frequencies.
+) -> tuple[sparse.csr_matrix, np.ndarray]:
+    """:func:`tfidf_rows` with IDF fitted on the same documents.
 
     Equal to ``tfidf_rows(f, c, DocumentFrequencies.count(f), min_documents=m)``,
-    with the sorting done once.
+    with the sorting done once. With ``min_documents`` 2 or more, the features
+    of one document (most of a batch's distinct features) are dropped from the
+    table the rows are built from: their IDF is known, and they are never
+    columns. At a million documents that table is gigabytes smaller.
     """
     frequencies = DocumentFrequencies.count(features)
-    columns = frequencies.features
-    kept = frequencies.counts >= min_documents if min_documents > 1 else None
-    idf = frequencies.idf_of_counts(frequencies.counts)
-    matrix = _weighted_rows(features, counts, columns, idf, None, kept)
-    return matrix, columns if kept is None else columns[kept], frequencies
+    table, df = frequencies.features, frequencies.counts
+    unlisted = None
+    if min_documents > 1:
+        shared = df >= 2
+        table, df = table[shared], df[shared]
+        unlisted = float(frequencies.idf_of_counts(np.ones(1, np.int64))[0])
+    idf = frequencies.idf_of_counts(df)
+    del frequencies
+    kept = df >= min_documents if min_documents > 1 else None
+    matrix = _weighted_rows(features, counts, table, idf, None, kept, unlisted)
+    return matrix, table if kept is None else table[kept]
 
 
 def _weighted_rows(
@@ -263,12 +293,15 @@ def _weighted_rows(
     idf: np.ndarray,
     weights: np.ndarray | None,
     kept: np.ndarray | None,
+    unlisted_idf: float | None,
 ) -> sparse.csr_matrix:
     """CSR rows of the documents' TF-IDF values, over the ``kept`` columns (a mask) or all.
 
-    ``columns`` are sorted and hold every feature of the documents, ``idf``
-    gives each one's IDF. Documents go in blocks of about ``_BLOCK_CELLS``
-    cells, so the temporaries stay small whatever the batch.
+    ``columns`` are sorted features, ``idf`` gives each one's IDF. They hold
+    every feature of the documents, or, with ``unlisted_idf``, all but some
+    that all have that IDF and are never columns: they count in the norms
+    only. Documents go in blocks of about ``_BLOCK_CELLS`` cells, so the
+    temporaries stay small whatever the batch.
     """
     n = len(features)
     sizes = np.fromiter((f.size for f in features), dtype=np.int64, count=n)
@@ -289,14 +322,25 @@ def _weighted_rows(
     filled = 0
     for start, stop in _blocks(sizes):
         rows = np.repeat(np.arange(stop - start), sizes[start:stop])
-        position = search.positions(np.concatenate(features[start:stop]))
+        flat = np.concatenate(features[start:stop])
+        position = search.positions(flat)
         tf = np.concatenate(counts[start:stop]).astype(np.float64)
-        values = (1.0 + np.log(tf)) * idf[position]
+        if unlisted_idf is None:
+            values = (1.0 + np.log(tf)) * idf[position]
+            column = renumbered[position]
+        else:  # a feature not in ``columns`` has the unlisted IDF and no column
+            listed = np.zeros(flat.size, dtype=bool)
+            if columns.size:
+                listed = columns[np.minimum(position, columns.size - 1)] == flat
+            cell_idf = np.full(flat.size, unlisted_idf)
+            cell_idf[listed] = idf[position[listed]]
+            values = (1.0 + np.log(tf)) * cell_idf
+            column = np.full(flat.size, -1, dtype=index_type)
+            column[listed] = renumbered[position[listed]]
         # Each row sums its squares in column order, as the reference does.
         values /= np.sqrt(np.bincount(rows, weights=values**2, minlength=stop - start))[rows]
         if weights is not None:
             values *= np.asarray(weights, dtype=np.float64)[start:stop][rows]
-        column = renumbered[position]
         live = column >= 0
         end = filled + int(np.count_nonzero(live))
         data[filled:end] = values[live]
@@ -372,13 +416,15 @@ def columns_by_frequency(matrix: sparse.csr_matrix) -> sparse.csr_matrix:
     features most rows share packed together at the front, those reads stay in
     cache, which halves the cost on large batches. Column numbers then no
     longer match the batch's feature hashes, so use it for dot products only.
-    In place, because a million documents' matrix is gigabytes: only the new
-    column indices are allocated. Returns ``matrix``.
+    In place, because a million documents' matrix is gigabytes. Returns ``matrix``.
     """
     frequency = np.bincount(matrix.indices, minlength=matrix.shape[1])
     rank = np.empty(matrix.shape[1], dtype=matrix.indices.dtype)
     rank[np.argsort(-frequency, kind="stable")] = np.arange(matrix.shape[1])
-    matrix.indices = rank[matrix.indices]
+    indices = matrix.indices
+    for start in range(0, indices.size, _BLOCK_CELLS):  # in place, a block at a time
+        block = indices[start : start + _BLOCK_CELLS]
+        block[:] = rank[block]
     matrix.has_sorted_indices = False
     matrix.sort_indices()
     return matrix

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import random
 from datetime import datetime
 
@@ -360,6 +361,7 @@ def test_a_stream_clusters_as_a_list_does_and_keep_text_false_keeps_previews(
     for full, kept in zip(docs, streamed.documents, strict=True):
         assert (kept.id, kept.title, kept.published) == (full.id, full.title, full.published)
         assert kept.text == full.text[:200] and kept.extra == {}
+    assert pickle.loads(pickle.dumps(streamed)).labels.tolist() == streamed.labels.tolist()
     assert any(len(d.text) > 200 for d in docs)
 
 
