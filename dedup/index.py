@@ -28,18 +28,12 @@ from typing import Any, TypeVar
 import numpy as np
 from scipy import sparse
 
+from dedup.analysis import analyse_documents, default_jobs
 from dedup.candidates import candidate_pairs, lsh_params
 from dedup.errors import ConfigError, DuplicateIdError
 from dedup.linkage import average_linkage, single_linkage
 from dedup.params import Params, resolve_params
-from dedup.pipeline import (
-    LINK_FLOOR,
-    DocumentLike,
-    _build_result,
-    analyse_documents,
-    as_documents,
-    default_jobs,
-)
+from dedup.pipeline import LINK_FLOOR, DocumentLike, _build_result, as_documents
 from dedup.records import ClusterResult, Document
 from dedup.shingle import unique_sorted
 from dedup.signature import signatures

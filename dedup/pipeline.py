@@ -1,42 +1,37 @@
 """The public library: :func:`cluster`, :class:`StoryClusterer` and :func:`compare`.
 
-Stages, each in its own module: normalise and analyse text (``normalize``),
-shingle (``shingle``), sign (``signature``), propose candidate pairs
-(``candidates``), score them (``verify``) and link them into clusters
-(``cluster``). This module wires them together; it reads no files and prints
+Stages, each in its own module: normalise and analyse text in worker
+processes (``normalize``, ``analysis``), shingle (``shingle``), vectorise
+(``vectors``), sign (``signature``), propose candidate pairs (``candidates``),
+score them as they come (``verify``) and link them into clusters
+(``linkage``). This module wires them together; it reads no files and prints
 nothing (callers may pass a ``progress`` callback).
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import ctypes
 import dataclasses
 import functools
-import itertools
-import multiprocessing
-import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 from scipy import sparse
 
+from dedup.analysis import Progress, analyse_documents, analyse_terms, default_jobs, needs_shingles
 from dedup.candidates import candidate_blocks, lsh_params
 from dedup.errors import ConfigError, DuplicateIdError
 from dedup.linkage import average_linkage, single_linkage
-from dedup.normalize import Analyzer, detect_language, names, numbers, shared_names
+from dedup.normalize import detect_language, names, numbers, shared_names
 from dedup.params import Params, resolve_params
 from dedup.records import Cluster, ClusterResult, Document, parse_published
-from dedup.shingle import batch_term_hashes, shingle_hash_sets
 from dedup.signature import estimated_jaccard, signatures
 from dedup.vectors import (
     columns_by_frequency,
-    feature_counts,
     feature_names,
     fitted_tfidf_rows,
     length_weights,
@@ -45,12 +40,7 @@ from dedup.vectors import (
 from dedup.verify import pair_jaccards, publication_days, score_ceilings, story_scores
 
 DocumentLike = Document | str | Mapping[str, Any]
-Progress = Callable[[str, int, int], None]
-"""Called as ``progress(stage, done, total)`` while a run advances."""
 
-# Documents per worker task: large enough to amortise pickling, small enough
-# that every worker gets several tasks and none waits long for the last one.
-_ANALYSE_CHUNK = (200, 2000)
 LINK_FLOOR = 0.25  # fraction of the threshold under which a link is not worth keeping
 # Candidate pairs scored at once: enough that a document meets most of its
 # partners in one pass (its row is laid out once per pass), few enough to
@@ -109,15 +99,6 @@ def iter_as_documents(documents: Iterable[DocumentLike]) -> Iterator[Document]:
         yield doc
 
 
-class Analysed(NamedTuple):
-    """One document as :func:`hashed_analysis` gives it."""
-
-    shingles: np.ndarray  # sorted distinct shingle hashes, uint32
-    features: np.ndarray  # sorted distinct TF-IDF feature hashes, uint32 (empty for Jaccard)
-    counts: np.ndarray  # occurrences of each feature, unsigned
-    distinct_terms: int
-
-
 @dataclass(frozen=True)
 class _Prepared:
     """What the stages need of a batch of documents, computed once."""
@@ -137,127 +118,6 @@ class _Prepared:
             distinct_terms=self.distinct_terms[order],
             published=self.published[order],
         )
-
-
-def analyse_terms(
-    items: Sequence[tuple[str, str | None, str | None]], lang: str | None, stem: bool, stop: bool
-) -> list[list[str]]:
-    """Terms of ``(text, title, lang)`` items: a pure function, so workers can run it."""
-    analyzer = Analyzer(lang, stem=stem, stopwords=stop)
-    terms = []
-    for text, title, doc_lang in items:
-        code = lang or doc_lang or analyzer.language(text)
-        # The headline names the story: its terms count again on top of the body's.
-        head = analyzer.terms(title, code) if title else []
-        terms.append(head + analyzer.terms(text, code))
-    return terms
-
-
-def hashed_analysis(
-    items: Sequence[tuple[str, str | None, str | None]], params: Params, shingles: bool = True
-) -> list[Analysed]:
-    """Per item, its shingle-hash set, distinct TF-IDF features with counts and distinct terms.
-
-    Runs in the workers, so that hashing is spread over them too; the hashes
-    of a chunk are built at once, which costs far less than a call per
-    document, and each term is hashed once for both shingles and features.
-    Features come counted, not repeated, so less crosses to the main process.
-    ``shingles=False`` leaves the shingle sets empty, for a run that neither
-    signs nor scores them (see :func:`needs_shingles`).
-    """
-    term_lists = analyse_terms(items, params.lang, params.stem, params.stopwords)
-    hashed = batch_term_hashes(term_lists)
-    if shingles:
-        hash_sets = shingle_hash_sets(term_lists, params.shingle, params.shingle_size, hashed)
-    else:
-        hash_sets = [np.empty(0, np.uint32)] * len(term_lists)
-    if params.similarity == "cosine":
-        features, counts = feature_counts(term_lists, params.tfidf_ngrams, hashed)
-    else:
-        features = counts = [np.empty(0, np.uint32)] * len(term_lists)
-    distinct = [len(set(terms)) for terms in term_lists]
-    return list(map(Analysed, hash_sets, features, counts, distinct))
-
-
-def needs_shingles(params: Params) -> bool:
-    """Whether a clustering run reads shingle sets: to sign them, or to score Jaccard."""
-    return params.similarity == "jaccard" or not params.keywords
-
-
-def analyse_documents(
-    items: Iterable[tuple[str, str | None, str | None]],
-    params: Params,
-    jobs: int = 1,
-    progress: Progress | None = None,
-    total: int = 0,
-    shingles: bool = True,
-) -> list[Analysed]:
-    """:func:`hashed_analysis` of ``(text, title, lang)`` items, in chunks over ``jobs`` processes.
-
-    ``items`` is read lazily, a few chunks ahead of the workers, so a stream
-    of documents is never all in memory at once. The result is the same for
-    any ``jobs``; ``progress("analyse", done, total)`` is called as chunks
-    finish. ``total``, the number of items where known (0: not known), sizes
-    the chunks so that every worker gets several.
-    """
-    total = len(items) if isinstance(items, Sized) else total
-    low, high = _ANALYSE_CHUNK
-    size = max(low, min(high, -(-total // (4 * jobs)))) if total else high
-    chunks = _chunked(iter(items), size)
-    analyse = functools.partial(hashed_analysis, params=params, shingles=shingles)
-    analysed: list[Analysed] = []
-    if progress:
-        progress("analyse", 0, total)
-    first = next(chunks, [])
-    second = next(chunks, None)
-    with contextlib.ExitStack() as stack:
-        results: Iterable[list[Analysed]]
-        if jobs > 1 and second is not None:
-            # Processes, not threads: analysis is pure Python. Results are taken
-            # in chunk order, so they are the same as one process's.
-            pool = stack.enter_context(ProcessPoolExecutor(jobs, mp_context=_pool_context()))
-            results = _in_order(pool, analyse, itertools.chain([first, second], chunks), 2 * jobs)
-        else:
-            rest = [] if second is None else itertools.chain([second], chunks)
-            results = map(analyse, itertools.chain([first], rest))
-        for chunk in results:
-            analysed.extend(_packed(chunk))
-            if progress:
-                progress("analyse", len(analysed), total)
-    return analysed
-
-
-def _packed(chunk: list[Analysed]) -> list[Analysed]:
-    """The same analyses, each array a view into one array per field for the whole chunk.
-
-    A million documents' small arrays, once freed, leave the C heap too
-    fragmented to hand memory back: gigabytes of peak memory. A chunk's few
-    large arrays are returned whole when freed.
-    """
-    fields = []
-    for values in list(zip(*chunk, strict=True))[:3]:
-        sizes = np.fromiter((v.size for v in values), dtype=np.int64, count=len(values))
-        flat = np.concatenate([np.empty(0, values[0].dtype), *values])
-        fields.append(np.split(flat, np.cumsum(sizes)[:-1]))
-    return [Analysed(*parts, a.distinct_terms) for *parts, a in zip(*fields, chunk, strict=True)]
-
-
-def _chunked(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
-    while chunk := list(itertools.islice(items, size)):
-        yield chunk
-
-
-def _in_order(
-    pool: ProcessPoolExecutor, func: Callable[[Any], Any], chunks: Iterable[Any], ahead: int
-) -> Iterator[Any]:
-    """``pool.map(func, chunks)`` that reads at most ``ahead`` chunks before their results."""
-    pending: collections.deque[Any] = collections.deque()
-    for chunk in chunks:
-        pending.append(pool.submit(func, chunk))
-        if len(pending) >= ahead:
-            yield pending.popleft().result()
-    while pending:
-        yield pending.popleft().result()
 
 
 def _prepare(
@@ -304,21 +164,6 @@ def _release_freed_memory() -> None:
     """
     with contextlib.suppress(OSError, AttributeError):  # not glibc
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
-def _pool_context() -> multiprocessing.context.BaseContext:
-    # fork is cheapest where it exists (workers inherit loaded modules);
-    # elsewhere fall back to the platform default.
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("fork" if "fork" in methods else None)
-
-
-def default_jobs() -> int:
-    """Worker processes to use by default: the cores this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def _document_matrix(prepared: _Prepared, params: Params) -> tuple[sparse.csr_matrix, np.ndarray]:

@@ -16,11 +16,11 @@ import numpy as np
 import pyarrow as pa
 from scipy import sparse
 
+from dedup.analysis import hashed_analysis
 from dedup.candidates import band_keys
 from dedup.errors import ConfigError
 from dedup.linkage import average_linkage
 from dedup.params import Params
-from dedup.pipeline import hashed_analysis
 from dedup.records import parse_published
 from dedup.shingle import fmix32
 from dedup.signature import EMPTY, signatures

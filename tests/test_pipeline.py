@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import dedup
-import dedup.pipeline as pipeline_module
+import dedup.analysis as analysis_module
 from dedup import (
     ConfigError,
     DedupError,
@@ -316,7 +316,7 @@ def test_shuffled_input_gives_each_document_the_same_similarity_and_representati
 
 def test_worker_processes_give_the_same_result(monkeypatch):
     # Small chunks so that three worker tasks run even on a small input.
-    monkeypatch.setattr(pipeline_module, "_ANALYSE_CHUNK", (7, 7))
+    monkeypatch.setattr(analysis_module, "_ANALYSE_CHUNK", (7, 7))
     words = [
         "quake",
         "izmir",
@@ -342,7 +342,7 @@ def test_a_stream_clusters_as_a_list_does_and_keep_text_false_keeps_previews(
     shared_data, monkeypatch
 ):
     # Small chunks: the stream is read in many pieces while workers analyse.
-    monkeypatch.setattr(pipeline_module, "_ANALYSE_CHUNK", (50, 50))
+    monkeypatch.setattr(analysis_module, "_ANALYSE_CHUNK", (50, 50))
     path = shared_data / "ecbplus" / "ecbplus.jsonl"
     docs = dedup.read_documents(path)
     listed = dedup.cluster(docs, jobs=2)
@@ -411,7 +411,7 @@ WORDS = ["kim", "jong", "putin", "pyongyang", "visit", "summit", "rates", "bank"
 def test_batched_analysis_equals_the_per_document_functions(
     texts, shingle, shingle_size, ngrams, similarity
 ):
-    from dedup.pipeline import analyse_terms, hashed_analysis
+    from dedup.analysis import analyse_terms, hashed_analysis
     from dedup.shingle import shingle_hashes
     from dedup.vectors import counted, feature_hashes
 

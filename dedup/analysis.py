@@ -1,0 +1,179 @@
+"""Text analysis in worker processes: terms, shingle hashes and TF-IDF features of documents.
+
+:func:`hashed_analysis` is the pure function a worker runs on a chunk of
+``(text, title, lang)`` items; :func:`analyse_documents` feeds it a stream of
+items over a process pool and gathers the results in input order, so a run
+gives the same analysis for any number of workers. The pipeline, the index and
+the Spark engine all analyse documents through these functions.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import functools
+import itertools
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from dedup.normalize import Analyzer
+from dedup.params import Params
+from dedup.shingle import batch_term_hashes, shingle_hash_sets
+from dedup.vectors import feature_counts
+
+Progress = Callable[[str, int, int], None]
+"""Called as ``progress(stage, done, total)`` while a run advances."""
+
+# Documents per worker task: large enough to amortise pickling, small enough
+# that every worker gets several tasks and none waits long for the last one.
+_ANALYSE_CHUNK = (200, 2000)
+
+
+class Analysed(NamedTuple):
+    """One document as :func:`hashed_analysis` gives it."""
+
+    shingles: np.ndarray  # sorted distinct shingle hashes, uint32
+    features: np.ndarray  # sorted distinct TF-IDF feature hashes, uint32 (empty for Jaccard)
+    counts: np.ndarray  # occurrences of each feature, unsigned
+    distinct_terms: int
+
+
+def analyse_terms(
+    items: Sequence[tuple[str, str | None, str | None]], lang: str | None, stem: bool, stop: bool
+) -> list[list[str]]:
+    """Terms of ``(text, title, lang)`` items: a pure function, so workers can run it."""
+    analyzer = Analyzer(lang, stem=stem, stopwords=stop)
+    terms = []
+    for text, title, doc_lang in items:
+        code = lang or doc_lang or analyzer.language(text)
+        # The headline names the story: its terms count again on top of the body's.
+        head = analyzer.terms(title, code) if title else []
+        terms.append(head + analyzer.terms(text, code))
+    return terms
+
+
+def hashed_analysis(
+    items: Sequence[tuple[str, str | None, str | None]], params: Params, shingles: bool = True
+) -> list[Analysed]:
+    """Per item, its shingle-hash set, distinct TF-IDF features with counts and distinct terms.
+
+    Runs in the workers, so that hashing is spread over them too; the hashes
+    of a chunk are built at once, which costs far less than a call per
+    document, and each term is hashed once for both shingles and features.
+    Features come counted, not repeated, so less crosses to the main process.
+    ``shingles=False`` leaves the shingle sets empty, for a run that neither
+    signs nor scores them (see :func:`needs_shingles`).
+    """
+    term_lists = analyse_terms(items, params.lang, params.stem, params.stopwords)
+    hashed = batch_term_hashes(term_lists)
+    if shingles:
+        hash_sets = shingle_hash_sets(term_lists, params.shingle, params.shingle_size, hashed)
+    else:
+        hash_sets = [np.empty(0, np.uint32)] * len(term_lists)
+    if params.similarity == "cosine":
+        features, counts = feature_counts(term_lists, params.tfidf_ngrams, hashed)
+    else:
+        features = counts = [np.empty(0, np.uint32)] * len(term_lists)
+    distinct = [len(set(terms)) for terms in term_lists]
+    return list(map(Analysed, hash_sets, features, counts, distinct))
+
+
+def needs_shingles(params: Params) -> bool:
+    """Whether a clustering run reads shingle sets: to sign them, or to score Jaccard."""
+    return params.similarity == "jaccard" or not params.keywords
+
+
+def analyse_documents(
+    items: Iterable[tuple[str, str | None, str | None]],
+    params: Params,
+    jobs: int = 1,
+    progress: Progress | None = None,
+    total: int = 0,
+    shingles: bool = True,
+) -> list[Analysed]:
+    """:func:`hashed_analysis` of ``(text, title, lang)`` items, in chunks over ``jobs`` processes.
+
+    ``items`` is read lazily, a few chunks ahead of the workers, so a stream
+    of documents is never all in memory at once. The result is the same for
+    any ``jobs``; ``progress("analyse", done, total)`` is called as chunks
+    finish. ``total``, the number of items where known (0: not known), sizes
+    the chunks so that every worker gets several.
+    """
+    total = len(items) if isinstance(items, Sized) else total
+    low, high = _ANALYSE_CHUNK
+    size = max(low, min(high, -(-total // (4 * jobs)))) if total else high
+    chunks = _chunked(iter(items), size)
+    analyse = functools.partial(hashed_analysis, params=params, shingles=shingles)
+    analysed: list[Analysed] = []
+    if progress:
+        progress("analyse", 0, total)
+    first = next(chunks, [])
+    second = next(chunks, None)
+    with contextlib.ExitStack() as stack:
+        results: Iterable[list[Analysed]]
+        if jobs > 1 and second is not None:
+            # Processes, not threads: analysis is pure Python. Results are taken
+            # in chunk order, so they are the same as one process's.
+            pool = stack.enter_context(ProcessPoolExecutor(jobs, mp_context=_pool_context()))
+            results = _in_order(pool, analyse, itertools.chain([first, second], chunks), 2 * jobs)
+        else:
+            rest = [] if second is None else itertools.chain([second], chunks)
+            results = map(analyse, itertools.chain([first], rest))
+        for chunk in results:
+            analysed.extend(_packed(chunk))
+            if progress:
+                progress("analyse", len(analysed), total)
+    return analysed
+
+
+def _packed(chunk: list[Analysed]) -> list[Analysed]:
+    """The same analyses, each array a view into one array per field for the whole chunk.
+
+    A million documents' small arrays, once freed, leave the C heap too
+    fragmented to hand memory back: gigabytes of peak memory. A chunk's few
+    large arrays are returned whole when freed.
+    """
+    fields = []
+    for values in list(zip(*chunk, strict=True))[:3]:
+        sizes = np.fromiter((v.size for v in values), dtype=np.int64, count=len(values))
+        flat = np.concatenate([np.empty(0, values[0].dtype), *values])
+        fields.append(np.split(flat, np.cumsum(sizes)[:-1]))
+    return [Analysed(*parts, a.distinct_terms) for *parts, a in zip(*fields, chunk, strict=True)]
+
+
+def _chunked(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    while chunk := list(itertools.islice(items, size)):
+        yield chunk
+
+
+def _in_order(
+    pool: ProcessPoolExecutor, func: Callable[[Any], Any], chunks: Iterable[Any], ahead: int
+) -> Iterator[Any]:
+    """``pool.map(func, chunks)`` that reads at most ``ahead`` chunks before their results."""
+    pending: collections.deque[Any] = collections.deque()
+    for chunk in chunks:
+        pending.append(pool.submit(func, chunk))
+        if len(pending) >= ahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    # fork is cheapest where it exists (workers inherit loaded modules);
+    # elsewhere fall back to the platform default.
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else None)
+
+
+def default_jobs() -> int:
+    """Worker processes to use by default: the cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
