@@ -165,14 +165,21 @@ def candidate_blocks(
     pair, with no pair materialised twice and no global sort.
     :func:`reference_bounded_pairs` is the all-at-once version it must equal.
     """
-    n, num_perm = signatures.shape
-    _check_banding(bands, rows, num_perm)
+    _check_banding(bands, rows, signatures.shape[1])
     if max_bucket < 0:
         raise ConfigError("max_bucket must be 0 (no bound) or positive")
     if not 1 <= min_bands <= bands:
         raise ConfigError(f"min_bands must be from 1 to the {bands} bands")
     if jobs < 1:
         raise ConfigError("jobs must be at least 1")
+    # Checked here, not on the first block: a generator would raise only when read.
+    return _first_band_blocks(signatures, bands, rows, max_bucket, min_bands, jobs)
+
+
+def _first_band_blocks(
+    signatures: np.ndarray, bands: int, rows: int, max_bucket: int, min_bands: int, jobs: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    n = signatures.shape[0]
     live = np.flatnonzero(~np.all(signatures == EMPTY, axis=1))
     if live.size < 2:  # no pair to find (a single-document query, say): skip the bands
         return

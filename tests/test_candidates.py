@@ -264,6 +264,14 @@ def test_min_bands_keeps_pairs_colliding_in_that_many_bands(case, min_bands):
     assert got == expected
 
 
+def test_candidate_blocks_check_their_arguments_when_called():
+    sigs = np.ones((2, 8), dtype=np.uint32)
+    for bad in ({"bands": 1}, {"min_bands": 5}, {"max_bucket": -1}, {"jobs": 0}):
+        arguments = {"bands": 4, "rows": 2, **bad}
+        with pytest.raises(ConfigError):
+            candidate_blocks(sigs, **arguments)  # not iterated: raises all the same
+
+
 def test_min_bands_out_of_range_is_a_config_error():
     sigs = np.ones((2, 8), dtype=np.uint32)
     with pytest.raises(ConfigError):
