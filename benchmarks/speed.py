@@ -53,6 +53,8 @@ def run_one(path: Path, jobs: int) -> dict:
         "stages": stages,
         "candidates_per_doc": result.stats["candidate_pairs"] / len(result),
         "bcubed_f1": scores.bcubed_f1,
+        "bcubed_precision": scores.bcubed_precision,
+        "bcubed_recall": scores.bcubed_recall,
         "peak_rss_mb": peak_rss_mb,
     }
 
