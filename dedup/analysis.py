@@ -108,22 +108,19 @@ def analyse_documents(
     low, high = _ANALYSE_CHUNK
     size = max(low, min(high, -(-total // (4 * jobs)))) if total else high
     chunks = _chunked(iter(items), size)
+    head = list(itertools.islice(chunks, 2))  # a pool pays only from two chunks on
+    chunks = itertools.chain(head, chunks)
     analyse = functools.partial(hashed_analysis, params=params, shingles=shingles)
     analysed: list[Analysed] = []
     if progress:
         progress("analyse", 0, total)
-    first = next(chunks, [])
-    second = next(chunks, None)
     with contextlib.ExitStack() as stack:
-        results: Iterable[list[Analysed]]
-        if jobs > 1 and second is not None:
+        results: Iterable[list[Analysed]] = map(analyse, chunks)
+        if jobs > 1 and len(head) > 1:
             # Processes, not threads: analysis is pure Python. Results are taken
             # in chunk order, so they are the same as one process's.
             pool = stack.enter_context(ProcessPoolExecutor(jobs, mp_context=_pool_context()))
-            results = _in_order(pool, analyse, itertools.chain([first, second], chunks), 2 * jobs)
-        else:
-            rest = [] if second is None else itertools.chain([second], chunks)
-            results = map(analyse, itertools.chain([first], rest))
+            results = _in_order(pool, analyse, chunks, 2 * jobs)
         for chunk in results:
             analysed.extend(_packed(chunk))
             if progress:
