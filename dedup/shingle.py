@@ -14,6 +14,7 @@ import itertools
 import zlib
 from collections.abc import Sequence
 
+import numba
 import numpy as np
 
 from dedup.errors import ConfigError
@@ -165,6 +166,33 @@ def grouped_ngram_hashes(
     return hashes[within], groups[: hashes.size][within]
 
 
+def run_lengths(ordered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values of a sorted array and the length (int64) of each one's run.
+
+    ``np.unique(ordered, return_counts=True)`` in two compiled passes that
+    allocate only the result: at a million documents the input is hundreds of
+    millions of values, and numpy's masks and positions would be gigabytes.
+    """
+    return _run_lengths(ordered)
+
+
+@numba.njit(cache=True, nogil=True)
+def _run_lengths(ordered):  # pragma: no cover - compiled
+    distinct = 0
+    for k in range(ordered.size):
+        if k == 0 or ordered[k] != ordered[k - 1]:
+            distinct += 1
+    values = np.empty(distinct, ordered.dtype)
+    lengths = np.zeros(distinct, np.int64)
+    at = -1
+    for k in range(ordered.size):
+        if k == 0 or ordered[k] != ordered[k - 1]:
+            at += 1
+            values[at] = ordered[k]
+        lengths[at] += 1
+    return values, lengths
+
+
 def counted_by_owner(
     values: np.ndarray, owner: np.ndarray, count: int
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -174,13 +202,13 @@ def counted_by_owner(
     in the smallest unsigned type that holds the largest (uint8 nearly always):
     a batch of a million documents keeps hundreds of millions of them.
     """
-    keys = np.sort(owner.astype(np.uint64) << np.uint64(32) | values.astype(np.uint64))
-    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if keys.size else owner[:0]
-    cells = keys[starts]
+    cells, counts = run_lengths(
+        np.sort(owner.astype(np.uint64) << np.uint64(32) | values.astype(np.uint64))
+    )
     owners = (cells >> np.uint64(32)).astype(np.int64)
     return (
         split_by_owner((cells & np.uint64(0xFFFFFFFF)).astype(np.uint32), owners, count),
-        split_by_owner(_compact(np.diff(np.r_[starts, keys.size])), owners, count),
+        split_by_owner(_compact(counts), owners, count),
     )
 
 

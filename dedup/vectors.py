@@ -30,6 +30,7 @@ from dedup.shingle import (
     combine_hashes,
     counted_by_owner,
     grouped_ngram_hashes,
+    run_lengths,
     shingle_hash_of,
     term_hashes,
 )
@@ -125,7 +126,7 @@ class DocumentFrequencies:
         :func:`feature_counts` gives them): one sort of them all counts each
         document once per feature.
         """
-        features, counts = _runs(_sorted_union(feature_sets))
+        features, counts = run_lengths(_sorted_union(feature_sets))
         return cls(features, counts, len(feature_sets))
 
     def merged(self, other: DocumentFrequencies) -> DocumentFrequencies:
@@ -189,33 +190,6 @@ def _sorted_union(feature_sets: Sequence[np.ndarray]) -> np.ndarray:
     return flat
 
 
-def _runs(ordered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct values of a sorted array and the length (int64) of each one's run.
-
-    ``np.unique(ordered, return_counts=True)`` in two compiled passes that
-    allocate only the result: at a million documents the input is hundreds of
-    millions of values, and numpy's masks and positions would be gigabytes.
-    """
-    return _run_lengths(ordered)
-
-
-@numba.njit(cache=True, nogil=True)
-def _run_lengths(ordered):  # pragma: no cover - compiled
-    distinct = 0
-    for k in range(ordered.size):
-        if k == 0 or ordered[k] != ordered[k - 1]:
-            distinct += 1
-    values = np.empty(distinct, ordered.dtype)
-    lengths = np.zeros(distinct, np.int64)
-    at = -1
-    for k in range(ordered.size):
-        if k == 0 or ordered[k] != ordered[k - 1]:
-            at += 1
-            values[at] = ordered[k]
-        lengths[at] += 1
-    return values, lengths
-
-
 def tfidf_rows(
     features: Sequence[np.ndarray],
     counts: Sequence[np.ndarray],
@@ -253,7 +227,7 @@ def tfidf_rows(
     (document, feature) cells, and a binary search per cell; no Python loop
     per feature.
     """
-    columns, _ = _runs(_sorted_union(features))
+    columns, _ = run_lengths(_sorted_union(features))
     kept = frequencies.counts_of(columns) >= min_documents if min_documents > 1 else None
     matrix = _weighted_rows(
         features, counts, columns, frequencies.idf(columns), weights, kept, None

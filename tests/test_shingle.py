@@ -14,6 +14,7 @@ from dedup.shingle import (
     MAX_SHINGLE_SIZE,
     check_shingle_spec,
     fmix32,
+    run_lengths,
     shingle_hash_of,
     shingle_hashes,
     shingles,
@@ -205,3 +206,14 @@ def test_unique_sorted_equals_numpy_unique(values, wide):
     got = unique_sorted(array)
     np.testing.assert_array_equal(got, np.unique(array))
     assert got.dtype == array.dtype
+
+
+@settings(max_examples=100, deadline=None)
+@given(values=st.lists(st.integers(0, 20) | st.integers(0, 2**32 - 1), max_size=200))
+def test_run_lengths_equal_np_unique_with_counts(values):
+    ordered = np.sort(np.array(values, dtype=np.uint32))
+    got_values, got_lengths = run_lengths(ordered)
+    expected_values, expected_lengths = np.unique(ordered, return_counts=True)
+    np.testing.assert_array_equal(got_values, expected_values)
+    np.testing.assert_array_equal(got_lengths, expected_lengths)
+    assert got_values.dtype == np.uint32 and got_lengths.dtype == np.int64

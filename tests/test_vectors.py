@@ -642,16 +642,3 @@ def test_idf_of_counts_is_the_same_by_table_or_directly():
     direct = np.log((1.0 + 1000) / (1.0 + df)) + 1.0
     np.testing.assert_array_equal(by_table, direct)
     np.testing.assert_array_equal(frequencies.idf_of_counts(df[:10]), direct[:10])
-
-
-@settings(max_examples=100, deadline=None)
-@given(values=st.lists(st.integers(0, 20) | HASH, max_size=200))
-def test_runs_equal_np_unique_with_counts(values):
-    from dedup.vectors import _runs
-
-    ordered = np.sort(np.array(values, dtype=np.uint32))
-    got_values, got_lengths = _runs(ordered)
-    expected_values, expected_lengths = np.unique(ordered, return_counts=True)
-    np.testing.assert_array_equal(got_values, expected_values)
-    np.testing.assert_array_equal(got_lengths, expected_lengths)
-    assert got_values.dtype == np.uint32 and got_lengths.dtype == np.int64
