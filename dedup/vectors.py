@@ -228,9 +228,10 @@ def tfidf_rows(
     per feature.
     """
     columns, _ = run_lengths(_sorted_union(features))
-    kept = frequencies.counts_of(columns) >= min_documents if min_documents > 1 else None
+    df = frequencies.counts_of(columns)
+    kept = df >= min_documents if min_documents > 1 else None
     matrix = _weighted_rows(
-        features, counts, columns, frequencies.idf(columns), weights, kept, None
+        features, counts, columns, frequencies.idf_of_counts(df), weights, kept, None
     )
     return matrix, columns if kept is None else columns[kept]
 
