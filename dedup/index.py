@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 import numpy as np
 from scipy import sparse
 
-from dedup.analysis import analyse_documents, default_jobs
+from dedup.analysis import analyse_documents, default_jobs, needs_shingles
 from dedup.candidates import candidate_pairs, lsh_params
 from dedup.errors import ConfigError, DuplicateIdError
 from dedup.linkage import average_linkage, single_linkage
@@ -339,7 +339,9 @@ class StoryIndex:
         does: analysis is pure Python and most of an ``add``'s time.
         """
         items = [(d.text, d.title, d.lang) for d in docs]
-        analysed = analyse_documents(items, self.params, default_jobs())
+        analysed = analyse_documents(
+            items, self.params, default_jobs(), shingles=needs_shingles(self.params)
+        )
         distinct = np.array([a.distinct_terms for a in analysed], dtype=np.int64)
         return (
             [a.features for a in analysed],
@@ -594,7 +596,7 @@ class StoryIndex:
                     distinct_terms=int(distinct[k]),
                     features=feats[k],
                     counts=tfs[k].astype(np.uint32),
-                    shingles=unique_sorted(sets[k]) if jaccard else None,
+                    shingles=sets[k] if jaccard else None,  # sorted and distinct already
                 )
             )
         return batch
