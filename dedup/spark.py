@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dedup.analysis import needs_shingles
 from dedup.candidates import lsh_params
 from dedup.errors import ConfigError, DuplicateIdError, EmptyDocumentError, FieldError, InputError
 from dedup.params import Params, resolve_params
@@ -125,7 +126,7 @@ def run(dataframe: DataFrame, params: Params, *, strip: bool = False) -> SparkRu
         documents = analysed.count()
         index = _id_index(analysed.select("id"), functions, keep)
         docs = keep(analysed.join(index, "id"))
-        sign_shingles = not (params.similarity == "cosine" and params.keywords)
+        sign_shingles = needs_shingles(params)
         vectors = None
         if params.similarity == "cosine":
             vectors = keep(_vectors(docs, params, documents, not sign_shingles, functions))
@@ -280,13 +281,12 @@ def _analysed(base: DataFrame, params: Params, strip: bool) -> DataFrame:
     parallelism = base.sparkSession.sparkContext.defaultParallelism
     if base.rdd.getNumPartitions() < parallelism:  # spread the analysis over every core
         base = base.repartition(parallelism)
-    sign = not (params.similarity == "cosine" and params.keywords)
     schema = "id string, published string, weight double, empty boolean, shingles array<bigint>"
     if params.similarity == "cosine":
         schema += ", features array<bigint>, tf array<bigint>"
-    if sign:
+    if needs_shingles(params):
         schema += ", signature array<bigint>"
-    task = functools.partial(analyse_batches, params=params, strip=strip, sign_shingles=sign)
+    task = functools.partial(analyse_batches, params=params, strip=strip)
     return base.mapInArrow(task, schema)
 
 

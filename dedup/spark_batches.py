@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 from scipy import sparse
 
-from dedup.analysis import hashed_analysis
+from dedup.analysis import hashed_analysis, needs_shingles
 from dedup.candidates import band_keys
 from dedup.errors import ConfigError
 from dedup.linkage import average_linkage
@@ -86,16 +86,18 @@ def _moments(texts: Sequence[str | None]) -> list[datetime | None]:
 
 
 def analyse_batches(
-    batches: Iterable[pa.RecordBatch], params: Params, strip: bool, sign_shingles: bool
+    batches: Iterable[pa.RecordBatch], params: Params, strip: bool
 ) -> Iterator[pa.RecordBatch]:
     """Analyse documents ``(id, text, title, published, lang)`` as the local engine does.
 
     Yields per document its ``id``, ``published`` (ISO text), length ``weight``,
-    ``empty`` flag, the sorted distinct ``shingles``, and for cosine similarity
-    its distinct TF-IDF ``features`` with their counts ``tf``; with
-    ``sign_shingles`` also the MinHash ``signature`` of its shingles.
+    ``empty`` flag, the sorted distinct ``shingles`` (empty where the
+    parameters never read them, :func:`dedup.analysis.needs_shingles`), and
+    for cosine similarity its distinct TF-IDF ``features`` with their counts
+    ``tf``; when shingles are signed, also their MinHash ``signature``.
     """
     cosine = params.similarity == "cosine"
+    shingled = needs_shingles(params)
     for batch in batches:
         data = batch.to_pydict()
         items = []
@@ -104,20 +106,20 @@ def analyse_batches(
                 title = (title.strip() or None) if title else None
                 lang = (lang.strip() or None) if lang else None
             items.append((text or "", title, lang))
-        analysed = hashed_analysis(items, params)
+        analysed = hashed_analysis(items, params, shingled)
         sets = [a.shingles for a in analysed]
         counts = np.array([a.distinct_terms for a in analysed], dtype=np.int64)
         columns = {
             "id": pa.array(data["id"], pa.string()),
             "published": pa.array([published_text(p) for p in data["published"]], pa.string()),
             "weight": pa.array(length_weights(counts, params.length_reference), pa.float64()),
-            "empty": pa.array([s.size == 0 for s in sets], pa.bool_()),
+            "empty": pa.array(counts == 0, pa.bool_()),  # no terms: no shingles, no features
             "shingles": lists(sets),
         }
         if cosine:
             columns["features"] = lists([a.features for a in analysed])
             columns["tf"] = lists([a.counts for a in analysed])
-        if sign_shingles:
+        if shingled:
             columns["signature"] = lists(list(signatures(sets, params.num_perm, params.seed)))
         yield pa.RecordBatch.from_pydict(columns)
 
