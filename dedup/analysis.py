@@ -23,8 +23,9 @@ import numpy as np
 
 from dedup.normalize import Analyzer
 from dedup.params import Params
-from dedup.shingle import batch_term_hashes, shingle_hash_sets
-from dedup.vectors import feature_counts
+from dedup.shingle import batch_term_hashes, shingle_hash_sets, word_shingle_sets
+from dedup.tokens import TermHasher
+from dedup.vectors import counted_features
 
 Progress = Callable[[str, int, int], None]
 """Called as ``progress(stage, done, total)`` while a run advances."""
@@ -62,25 +63,41 @@ def hashed_analysis(
 ) -> list[Analysed]:
     """Per item, its shingle-hash set, distinct TF-IDF features with counts and distinct terms.
 
-    Runs in the workers, so that hashing is spread over them too; the hashes
-    of a chunk are built at once, which costs far less than a call per
-    document, and each term is hashed once for both shingles and features.
+    Runs in the workers, so that hashing is spread over them too. Terms come
+    as hashes from :class:`dedup.tokens.TermHasher` (the same as hashing
+    :func:`analyse_terms`' terms) but for character shingles, which need the
+    terms' text. The hashes of a chunk are built at once, which costs far less
+    than a call per document, and each term is hashed once for both shingles
+    and features.
     Features come counted, not repeated, so less crosses to the main process.
     ``shingles=False`` leaves the shingle sets empty, for a run that neither
     signs nor scores them (see :func:`needs_shingles`).
     """
-    term_lists = analyse_terms(items, params.lang, params.stem, params.stopwords)
-    hashed = batch_term_hashes(term_lists)
-    if shingles:
-        hash_sets = shingle_hash_sets(term_lists, params.shingle, params.shingle_size, hashed)
+    count = len(items)
+    if shingles and params.shingle == "char":
+        # Character shingles are built from the terms' text: the string path.
+        term_lists = analyse_terms(items, params.lang, params.stem, params.stopwords)
+        units, owner = batch_term_hashes(term_lists)
+        distinct = [len(set(terms)) for terms in term_lists]
+        hash_sets = shingle_hash_sets(term_lists, "char", params.shingle_size)
     else:
-        hash_sets = [np.empty(0, np.uint32)] * len(term_lists)
+        hasher = _term_hasher(params.lang, params.stem, params.stopwords)
+        units, owner, distinct = hasher.batch(items)
+        if shingles:
+            hash_sets = word_shingle_sets(units, owner, count, params.shingle_size)
+        else:
+            hash_sets = [np.empty(0, np.uint32)] * count
     if params.similarity == "cosine":
-        features, counts = feature_counts(term_lists, params.tfidf_ngrams, hashed)
+        features, counts = counted_features(units, owner, count, params.tfidf_ngrams)
     else:
-        features = counts = [np.empty(0, np.uint32)] * len(term_lists)
-    distinct = [len(set(terms)) for terms in term_lists]
-    return list(map(Analysed, hash_sets, features, counts, distinct))
+        features = counts = [np.empty(0, np.uint32)] * count
+    return list(map(Analysed, hash_sets, features, counts, map(int, distinct)))
+
+
+@functools.lru_cache(maxsize=4)
+def _term_hasher(lang: str | None, stem: bool, stopwords: bool) -> TermHasher:
+    """One hasher per process and setting, whose token tables carry over from chunk to chunk."""
+    return TermHasher(lang, stem=stem, stopwords=stopwords)
 
 
 def needs_shingles(params: Params) -> bool:

@@ -223,7 +223,14 @@ def normalize_text(text: str, lang: str | None = None) -> str:
         Normalised text; ``normalize_text(normalize_text(x, l), l)`` equals
         ``normalize_text(x, l)``.
     """
-    return _fixed_point(_normalize_once, text, _lang_code(lang))
+    code = _lang_code(lang)
+    if text.isascii():
+        once = _normalize_once(text, code)
+        # ASCII in and out: one pass unified '`', folded case and collapsed
+        # whitespace, and left nothing another pass would change.
+        if once.isascii():
+            return once
+    return _fixed_point(_normalize_once, text, code)
 
 
 @functools.lru_cache(maxsize=1)
@@ -259,13 +266,22 @@ def detect_language(text: str) -> str:
     return "und" if label == "zxx" else _DETECTOR_ALIASES.get(label, label)
 
 
+def is_token_mark(char: str) -> bool:
+    """Whether ``char`` may continue a token though it is not a word character.
+
+    Combining marks (``\\w`` misses them), and ZWNJ/ZWJ, which sit inside
+    Persian and Indic words. BMP only: one code point above U+FFFF stops re
+    from compiling the class to a bitmap (3x slower tokenising); the
+    supplementary planes' marks are historic scripts.
+    """
+    return char in "\u200c\u200d" or (ord(char) < 0x10000 and unicodedata.category(char)[0] == "M")
+
+
 @functools.lru_cache(maxsize=1)
 def _token_pattern() -> re.Pattern[str]:
-    """Compile the token regex; ``\\w`` misses combining marks, so add them."""
-    marks = ["\u200c\u200d"]  # ZWNJ/ZWJ sit inside Persian and Indic words
-    # BMP only: one code point above U+FFFF stops re from compiling the class to a
-    # bitmap (3x slower tokenising); the supplementary planes' marks are historic scripts.
-    codes = [c for c in range(0x10000) if unicodedata.category(chr(c))[0] == "M"]
+    """Compile the token regex: words, with marks inside, and numbers with separators."""
+    marks = []
+    codes = [c for c in range(0x10000) if is_token_mark(chr(c))]
     start = prev = codes[0]
     for cp in [*codes[1:], -1]:
         if cp != prev + 1:  # close the range start..prev
@@ -327,9 +343,22 @@ def tokenize(normalized: str, lang: str | None) -> list[str]:
         Non-empty tokens without whitespace, in text order.
     """
     code = _lang_code(lang)
+    return refine_tokens(_token_pattern().findall(token_text(normalized, code)), normalized, code)
+
+
+def token_text(normalized: str, code: str | None) -> str:
+    """The text :func:`tokenize` matches tokens in: underscores and Catalan ``l·l`` resolved."""
     if code == "ca":
         normalized = normalized.replace("l\u00b7l", "ll")  # col·lecció
-    tokens = _token_pattern().findall(normalized.replace("_", " "))
+    return normalized.replace("_", " ")
+
+
+def refine_tokens(tokens: list[str], normalized: str, code: str | None) -> list[str]:
+    """Matched ``tokens`` of ``normalized`` text with apostrophes and CJK runs resolved.
+
+    Token by token, so the tokens of a text are the refined tokens of its
+    matches, one match at a time.
+    """
     if "'" in normalized:
         tokens = [_split_apostrophe(t, code) if "'" in t else t for t in tokens]
     if _CJK_RUN.search(normalized):
@@ -401,8 +430,15 @@ class Analyzer:
             have at least two characters (so ``"2024"`` stays, ``"a"`` and ``"5"``
             go), in text order with repeats.
         """
-        code = _lang_code(lang) or self.lang or _lang_code(detect_language(text))
-        tokens = tokenize(normalize_text(text, code), code)
+        code = self.code_for(text, lang)
+        return self.terms_of_tokens(tokenize(normalize_text(text, code), code), code)
+
+    def code_for(self, text: str, lang: str | None = None) -> str | None:
+        """The language code :meth:`terms` uses for ``text`` given ``lang`` (None: unknown)."""
+        return _lang_code(lang) or self.lang or _lang_code(detect_language(text))
+
+    def terms_of_tokens(self, tokens: list[str], code: str | None) -> list[str]:
+        """The terms :meth:`terms` keeps of :func:`tokenize`'s ``tokens`` in language ``code``."""
         table = self._terms.get(code)
         if table is None:
             table = self._terms[code] = {}

@@ -120,27 +120,33 @@ def unique_sorted(values: np.ndarray) -> np.ndarray:
 
 
 def shingle_hash_sets(
-    term_lists: Sequence[Sequence[str]],
-    kind: str = "word",
-    size: int = 1,
-    hashed: tuple[np.ndarray, np.ndarray] | None = None,
+    term_lists: Sequence[Sequence[str]], kind: str = "word", size: int = 1
 ) -> list[np.ndarray]:
-    """:func:`shingle_hashes` of many term lists at once, with equal results.
-
-    Word shingles of the whole batch are hashed in a few numpy passes (each
-    distinct term once, one sort for every set), which costs far less than a
-    call per document. ``hashed`` is :func:`batch_term_hashes` of
-    ``term_lists`` when the caller already has it.
-    """
+    """:func:`shingle_hashes` of many term lists at once, with equal results."""
     check_shingle_spec(kind, size)
     if kind != "word":
         return [shingle_hashes(terms, kind, size) for terms in term_lists]
-    units, owner = batch_term_hashes(term_lists) if hashed is None else hashed
+    units, owner = batch_term_hashes(term_lists)
+    return word_shingle_sets(units, owner, len(term_lists), size)
+
+
+def word_shingle_sets(
+    units: np.ndarray, owner: np.ndarray, count: int, size: int
+) -> list[np.ndarray]:
+    """Per owner ``0 .. count - 1``, the word-shingle hash set of its run of term hashes.
+
+    ``units`` are the term hashes of a batch of documents, ``owner`` the
+    document of each (non-decreasing). Word shingles of the whole batch are
+    hashed in a few numpy passes and one sort for every set, which costs far
+    less than a call of :func:`shingle_hashes` per document, with equal results.
+    """
     hashes, groups = grouped_ngram_hashes(units, owner, size)
-    sets, _ = counted_by_owner(hashes, groups, len(term_lists))
-    for k, terms in enumerate(term_lists):
-        if 0 < len(terms) < size:  # one shingle of everything it has
-            sets[k] = shingle_hashes(terms, kind, size)
+    sets, _ = counted_by_owner(hashes, groups, count)
+    lengths = np.bincount(owner, minlength=count)
+    ends = np.cumsum(lengths)
+    for k in np.flatnonzero((lengths > 0) & (lengths < size)).tolist():
+        # One shingle of everything a document shorter than a shingle has.
+        sets[k] = combine_hashes(units[ends[k] - lengths[k] : ends[k]], size)
     return sets
 
 

@@ -59,27 +59,35 @@ def feature_hashes(terms: Sequence[str], max_n: int = 2) -> np.ndarray:
 
 
 def feature_counts(
-    term_lists: Sequence[Sequence[str]],
-    max_n: int = 2,
-    hashed: tuple[np.ndarray, np.ndarray] | None = None,
+    term_lists: Sequence[Sequence[str]], max_n: int = 2
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per term list, its distinct :func:`feature_hashes` (sorted) and how often each occurs.
 
     Equal to :func:`counted` of ``feature_hashes(terms, max_n)`` for each list,
-    for the whole batch at once; counts come in the smallest unsigned type
-    that holds them. ``hashed`` is :func:`dedup.shingle.batch_term_hashes` of
-    ``term_lists`` when the caller already has it. A document's distinct
-    features with their counts are all TF-IDF needs of it, and fewer values
-    than its features with repeats.
+    for the whole batch at once (see :func:`counted_features`).
+    """
+    units, owner = batch_term_hashes(term_lists)
+    return counted_features(units, owner, len(term_lists), max_n)
+
+
+def counted_features(
+    units: np.ndarray, owner: np.ndarray, count: int, max_n: int = 2
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per owner ``0 .. count - 1``, the distinct features of its run of term hashes, counted.
+
+    ``units`` are the term hashes of a batch of documents, ``owner`` the
+    document of each (non-decreasing); features are the term n-grams up to
+    ``max_n`` within a document. Counts come in the smallest unsigned type
+    that holds them. A document's distinct features with their counts are all
+    TF-IDF needs of it, and fewer values than its features with repeats.
     """
     if not 1 <= max_n <= MAX_SHINGLE_SIZE:
         raise ConfigError(f"n-grams must be 1 to {MAX_SHINGLE_SIZE} terms long")
-    units, owner = batch_term_hashes(term_lists) if hashed is None else hashed
     parts = [(units, owner)] + [grouped_ngram_hashes(units, owner, n) for n in range(2, max_n + 1)]
     return counted_by_owner(
         np.concatenate([hashes for hashes, _ in parts]),
         np.concatenate([groups for _, groups in parts]),
-        len(term_lists),
+        count,
     )
 
 

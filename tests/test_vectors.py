@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from dedup.shingle import batch_term_hashes, shingle_hash_of, shingle_hashes, term_hashes
+from dedup.shingle import shingle_hash_of, shingle_hashes, term_hashes
 from dedup.vectors import (
     DocumentFrequencies,
     counted,
@@ -571,15 +571,14 @@ def test_fitted_rows_equal_rows_over_counted_frequencies_restricted_after_normal
 @settings(max_examples=100, deadline=None)
 @given(term_lists=DOCUMENTS, max_n=st.integers(1, 3))
 def test_feature_counts_equal_one_count_per_document(term_lists, max_n):
-    for hashed in (None, batch_term_hashes(term_lists)):
-        features, counts = feature_counts(term_lists, max_n, hashed)
-        assert len(features) == len(counts) == len(term_lists)
-        for terms, got, tf in zip(term_lists, features, counts, strict=True):
-            want, want_tf = counted(feature_hashes(terms, max_n))
-            np.testing.assert_array_equal(got, want)
-            np.testing.assert_array_equal(tf, want_tf)
-            assert got.dtype == np.uint32
-            assert np.issubdtype(tf.dtype, np.unsignedinteger)
+    features, counts = feature_counts(term_lists, max_n)
+    assert len(features) == len(counts) == len(term_lists)
+    for terms, got, tf in zip(term_lists, features, counts, strict=True):
+        want, want_tf = counted(feature_hashes(terms, max_n))
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(tf, want_tf)
+        assert got.dtype == np.uint32
+        assert np.issubdtype(tf.dtype, np.unsignedinteger)
 
 
 def test_feature_counts_widen_for_large_counts():
