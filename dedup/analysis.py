@@ -127,37 +127,55 @@ def analyse_documents(
     chunks = _chunked(iter(items), size)
     head = list(itertools.islice(chunks, 2))  # a pool pays only from two chunks on
     chunks = itertools.chain(head, chunks)
-    analyse = functools.partial(hashed_analysis, params=params, shingles=shingles)
+    analyse = functools.partial(_packed_analysis, params=params, shingles=shingles)
     analysed: list[Analysed] = []
     if progress:
         progress("analyse", 0, total)
     with contextlib.ExitStack() as stack:
-        results: Iterable[list[Analysed]] = map(analyse, chunks)
+        results: Iterable[_Packed] = map(analyse, chunks)
         if jobs > 1 and len(head) > 1:
             # Processes, not threads: analysis is pure Python. Results are taken
             # in chunk order, so they are the same as one process's.
             pool = stack.enter_context(ProcessPoolExecutor(jobs, mp_context=_pool_context()))
             results = _in_order(pool, analyse, chunks, 2 * jobs)
         for chunk in results:
-            analysed.extend(_packed(chunk))
+            analysed.extend(_unpacked(chunk))
             if progress:
                 progress("analyse", len(analysed), total)
     return analysed
 
 
-def _packed(chunk: list[Analysed]) -> list[Analysed]:
-    """The same analyses, each array a view into one array per field for the whole chunk.
+class _Packed(NamedTuple):
+    """A chunk's analyses as one array per field, which pickles far faster than many."""
+
+    arrays: tuple[np.ndarray, ...]  # shingles, features, counts of every document, end to end
+    sizes: np.ndarray  # per field, per document: how many values it has
+    distinct_terms: list[int]
+
+
+def _packed_analysis(
+    items: Sequence[tuple[str, str | None, str | None]], params: Params, shingles: bool
+) -> _Packed:
+    """:func:`hashed_analysis` of a chunk, packed by the worker that ran it."""
+    chunk = hashed_analysis(items, params, shingles)  # chunks are never empty
+    fields = list(zip(*chunk, strict=True))[:3]
+    sizes = np.array([[v.size for v in values] for values in fields], dtype=np.int64)
+    arrays = tuple(np.concatenate(values) for values in fields)
+    return _Packed(arrays, sizes, [a.distinct_terms for a in chunk])
+
+
+def _unpacked(packed: _Packed) -> list[Analysed]:
+    """The analyses of a packed chunk, each array a view into the chunk's array of its field.
 
     A million documents' small arrays, once freed, leave the C heap too
     fragmented to hand memory back: gigabytes of peak memory. A chunk's few
     large arrays are returned whole when freed.
     """
-    fields = []
-    for values in list(zip(*chunk, strict=True))[:3]:
-        sizes = np.fromiter((v.size for v in values), dtype=np.int64, count=len(values))
-        flat = np.concatenate([np.empty(0, values[0].dtype), *values])
-        fields.append(np.split(flat, np.cumsum(sizes)[:-1]))
-    return [Analysed(*parts, a.distinct_terms) for *parts, a in zip(*fields, chunk, strict=True)]
+    fields = [
+        np.split(flat, np.cumsum(sizes)[:-1])
+        for flat, sizes in zip(packed.arrays, packed.sizes, strict=True)
+    ]
+    return list(map(Analysed, *fields, packed.distinct_terms))
 
 
 def _chunked(items: Iterator[Any], size: int) -> Iterator[list[Any]]:

@@ -439,17 +439,20 @@ class Analyzer:
 
     def terms_of_tokens(self, tokens: list[str], code: str | None) -> list[str]:
         """The terms :meth:`terms` keeps of :func:`tokenize`'s ``tokens`` in language ``code``."""
-        table = self._terms.get(code)
-        if table is None:
-            table = self._terms[code] = {}
+        return list(filter(None, self.term_lookup(tokens, code)))  # drops the None entries
+
+    def term_lookup(self, tokens: list[str], code: str | None) -> list[str | None]:
+        """Each token's term in language ``code``, or None where :meth:`terms` drops it."""
+        table = self._terms.setdefault(code, {})
         missing = set(tokens).difference(table)
+        if len(table) + len(missing) > _MAX_CACHE:
+            table.clear()
+            missing = set(tokens)
         if missing:
             self._add_terms(table, code, missing)
-        return list(filter(None, map(table.__getitem__, tokens)))  # drops the None entries
+        return list(map(table.__getitem__, tokens))
 
     def _add_terms(self, table: dict[str, str | None], code: str | None, new: set[str]) -> None:
-        if len(table) + len(new) > _MAX_CACHE:
-            table.clear()
         stop = _stopwords(code) if self.stopwords and code else frozenset()
         keep = [t for t in new if len(t) >= 2 and t not in stop]
         table.update(dict.fromkeys(new))

@@ -13,10 +13,11 @@ hundred articles nearly every token is found in the table.
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 import sys
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numba
 import numpy as np
@@ -74,27 +75,29 @@ class _TokenTable:
         self.others = 0
         self.used_ids = 0
 
-    def add(self, key: int, ids: Sequence[int]) -> int:
-        """Store the term ids of the token hashed to ``key``; returns its value."""
-        if 2 * (self.size + 1) > self.keys.size:
-            keys, values = self.keys, self.values
-            self.keys = np.zeros(2 * keys.size, dtype=np.uint64)
-            self.values = np.zeros(2 * keys.size, dtype=np.int64)
-            _insert_all(self.keys, self.values, keys, values)
-        if len(ids) == 1:
-            value = ids[0]
-        else:
-            value = -1 - self.others
-            self.firsts = _room(self.firsts, self.others + 1)
-            self.counts = _room(self.counts, self.others + 1)
-            self.term_ids = _room(self.term_ids, self.used_ids + len(ids))
-            self.firsts[self.others], self.counts[self.others] = self.used_ids, len(ids)
-            self.term_ids[self.used_ids : self.used_ids + len(ids)] = ids
-            self.used_ids += len(ids)
-            self.others += 1
-        _insert(self.keys, self.values, np.uint64(key), value)
-        self.size += 1
-        return value
+    def add(self, keys: Sequence[int], ids: Sequence[Sequence[int]]) -> list[int]:
+        """Store the term ids of the tokens hashed to ``keys``; returns their values."""
+        if 2 * (self.size + len(keys)) > self.keys.size:
+            old_keys, old_values = self.keys, self.values
+            slots = 1 << (2 * (self.size + len(keys))).bit_length()
+            self.keys = np.zeros(slots, dtype=np.uint64)
+            self.values = np.zeros(slots, dtype=np.int64)
+            _insert_all(self.keys, self.values, old_keys, old_values)
+        values = [one[0] if len(one) == 1 else self._add_other(one) for one in ids]
+        _insert_all(self.keys, self.values, np.array(keys, np.uint64), np.array(values, np.int64))
+        self.size += len(keys)
+        return values
+
+    def _add_other(self, ids: Sequence[int]) -> int:
+        """Store the term ids of a token with none or several; returns its value."""
+        self.firsts = _room(self.firsts, self.others + 1)
+        self.counts = _room(self.counts, self.others + 1)
+        self.term_ids = _room(self.term_ids, self.used_ids + len(ids))
+        self.firsts[self.others], self.counts[self.others] = self.used_ids, len(ids)
+        self.term_ids[self.used_ids : self.used_ids + len(ids)] = ids
+        self.used_ids += len(ids)
+        self.others += 1
+        return -self.others
 
 
 def _room(array: np.ndarray, size: int) -> np.ndarray:
@@ -174,15 +177,24 @@ class TermHasher:
         values, missing, keys, starts, ends = _scan(
             codes, character_classes(), table.keys, table.values
         )
-        for k in missing.tolist():
-            value = _lookup(table.keys, table.values, keys[k])
-            if value == _ABSENT:  # new to the table, not just earlier in this text
-                token = matched[starts[k] : ends[k]]
-                tokens = refine_tokens([token], token, code)
-                terms = self._analyzer.terms_of_tokens(tokens, code)
-                value = table.add(int(keys[k]), [self._term_id(t) for t in terms])
-            values[k] = value
+        if missing.size:
+            self._add_new_tokens(table, code, matched, values, missing, keys, starts, ends)
         return _expand(values, table.firsts, table.counts, table.term_ids)
+
+    def _add_new_tokens(self, table, code, matched, values, missing, keys, starts, ends) -> None:
+        """Resolve the tokens of a text that the table lacks, add them, and fill in their values.
+
+        All of a text's new tokens at once: one call of the analyser, one insertion.
+        """
+        positions: dict[int, list[int]] = {}  # a token's key -> where it occurs
+        for k, key in zip(missing.tolist(), keys[missing].tolist(), strict=True):
+            positions.setdefault(key, []).append(k)
+        tokens = [matched[starts[ks[0]] : ends[ks[0]]] for ks in positions.values()]
+        pieces = [refine_tokens([token], token, code) for token in tokens]
+        terms = iter(self._analyzer.term_lookup([p for ps in pieces for p in ps], code))
+        ids = [self._term_ids_of(filter(None, itertools.islice(terms, len(ps)))) for ps in pieces]
+        for ks, value in zip(positions.values(), table.add(list(positions), ids), strict=True):
+            values[ks] = value
 
     def _table(self, code: str | None) -> _TokenTable:
         table = self._tables.get(code)
@@ -190,13 +202,16 @@ class TermHasher:
             table = self._tables[code] = _TokenTable()
         return table
 
-    def _term_id(self, term: str) -> int:
-        found = self._term_index.get(term)
-        if found is None:
-            found = self._term_index[term] = len(self._term_index)
-            self._term_hashes = _room(self._term_hashes, found + 1)
-            self._term_hashes[found] = zlib.crc32(term.encode("utf-8"))
-        return found
+    def _term_ids_of(self, terms: Iterable[str]) -> list[int]:
+        ids = []
+        for term in terms:
+            found = self._term_index.get(term)
+            if found is None:
+                found = self._term_index[term] = len(self._term_index)
+                self._term_hashes = _room(self._term_hashes, found + 1)
+                self._term_hashes[found] = zlib.crc32(term.encode("utf-8"))
+            ids.append(found)
+        return ids
 
 
 @numba.njit(cache=True, nogil=True)
