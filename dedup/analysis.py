@@ -171,10 +171,11 @@ def _unpacked(packed: _Packed) -> list[Analysed]:
     fragmented to hand memory back: gigabytes of peak memory. A chunk's few
     large arrays are returned whole when freed.
     """
-    fields = [
-        np.split(flat, np.cumsum(sizes)[:-1])
-        for flat, sizes in zip(packed.arrays, packed.sizes, strict=True)
-    ]
+    fields = []
+    for flat, sizes in zip(packed.arrays, packed.sizes, strict=True):
+        ends = np.cumsum(sizes).tolist()
+        starts = [0, *ends[:-1]]
+        fields.append([flat[a:b] for a, b in zip(starts, ends, strict=True)])  # np.split, faster
     return list(map(Analysed, *fields, packed.distinct_terms))
 
 

@@ -31,13 +31,18 @@ from dedup.params import Params, resolve_params
 from dedup.records import Cluster, ClusterResult, Document, parse_published
 from dedup.signature import estimated_jaccard, signatures
 from dedup.vectors import (
-    columns_by_frequency,
     feature_names,
     fitted_tfidf_rows,
     length_weights,
     top_features,
 )
-from dedup.verify import pair_jaccards, publication_days, score_ceilings, story_scores
+from dedup.verify import (
+    date_decays,
+    pair_jaccards,
+    publication_days,
+    score_ceilings,
+    story_scores,
+)
 
 DocumentLike = Document | str | Mapping[str, Any]
 
@@ -184,11 +189,12 @@ def _score(
     params: Params,
     matrix: sparse.csr_matrix | None = None,
     jobs: int = 1,
+    decays: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Score pairs; returns the final ``score`` and the parts it was built from.
 
-    ``matrix`` is the batch's document matrix when the caller already has it;
-    ``jobs`` threads compute cosines.
+    ``matrix`` is the batch's document matrix and ``decays`` the pairs' date
+    decays when the caller already has them; ``jobs`` threads compute cosines.
     """
     if params.similarity == "cosine" and matrix is None:
         matrix, _ = _document_matrix(prepared, params)
@@ -202,6 +208,7 @@ def _score(
         params.time_scale_days,
         prepared.hash_sets,
         jobs,
+        decays,
     )
 
 
@@ -248,19 +255,12 @@ def _scored_links(
         pending.clear()
         # Pairs whose length and date factors alone are under the floor cannot
         # become links: skip their cosines. The links kept are the same.
-        reachable = (
-            score_ceilings(
-                weights,
-                prepared.published,
-                rows,
-                cols,
-                params.time_window_days,
-                params.time_scale_days,
-            )
-            >= floor
+        decays = date_decays(
+            prepared.published, rows, cols, params.time_window_days, params.time_scale_days
         )
+        reachable = score_ceilings(weights, decays, rows, cols) >= floor
         rows, cols = rows[reachable], cols[reachable]
-        scores = _score(prepared, rows, cols, params, matrix, jobs)["score"]
+        scores = _score(prepared, rows, cols, params, matrix, jobs, decays[reachable])["score"]
         link = scores >= floor
         kept.append((rows[link], cols[link], scores[link]))
         seconds["verify"] += time.perf_counter() - start
@@ -384,8 +384,6 @@ def run(
             sets = top_features(matrix, columns, params.keywords)
         sigs = signatures(sets, params.num_perm, params.seed)
         del sets, columns  # signed: a million documents' keywords need not wait for the linkage
-    if matrix is not None:
-        matrix = columns_by_frequency(matrix)
     rows, cols, scores = _scored_links(prepared, sigs, params, matrix, jobs, stats, progress)
     stats["links"] = int(np.count_nonzero(scores >= params.threshold))
     with stage("cluster"):

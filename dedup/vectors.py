@@ -392,36 +392,6 @@ def _blocks(sizes: np.ndarray) -> list[tuple[int, int]]:
     return [(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
 
 
-def columns_by_frequency(matrix: sparse.csr_matrix) -> sparse.csr_matrix:
-    """Renumber the columns of CSR ``matrix`` in place, from the most to the least frequent.
-
-    Scoring pairs reads each row against a dense copy of another: with the
-    features most rows share packed together at the front, those reads stay in
-    cache, which halves the cost on large batches. Column numbers then no
-    longer match the batch's feature hashes, so use it for dot products only.
-    In place, because a million documents' matrix is gigabytes. Returns ``matrix``.
-    """
-    frequency = _column_counts(matrix.indices, matrix.shape[1])
-    rank = np.empty(matrix.shape[1], dtype=matrix.indices.dtype)
-    rank[np.argsort(-frequency, kind="stable")] = np.arange(matrix.shape[1])
-    indices = matrix.indices
-    for start in range(0, indices.size, _BLOCK_CELLS):  # in place, a block at a time
-        block = indices[start : start + _BLOCK_CELLS]
-        block[:] = rank[block]
-    matrix.has_sorted_indices = False
-    matrix.sort_indices()
-    return matrix
-
-
-@numba.njit(cache=True, nogil=True)
-def _column_counts(indices, width):  # pragma: no cover - compiled
-    # np.bincount would first copy int32 indices to int64: gigabytes at 1M documents.
-    counts = np.zeros(width, np.int64)
-    for column in indices:
-        counts[column] += 1
-    return counts
-
-
 def top_features(matrix: sparse.csr_matrix, columns: np.ndarray, k: int) -> list[np.ndarray]:
     """Per row, the hashes of its ``k`` highest-weighted features (ties by hash), sorted.
 

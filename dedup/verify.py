@@ -32,11 +32,14 @@ def pair_cosines(
 
     Notes
     -----
-    A compiled loop over the pairs grouped by their first document: that row is
-    scattered once into a dense buffer, then each partner's nonzeros are read
-    against it, so a pair costs the partner's row length and no row is copied.
-    Products are summed in column order, so the result equals
-    :func:`reference_pair_cosines` bit for bit.
+    A compiled loop over the pairs grouped by their first document: that row
+    goes once into a small hash table of its columns, then each partner's
+    nonzeros are looked up in it, so a pair costs the partner's row length and
+    no row is copied. The table stays in the fastest cache whatever the width
+    of the matrix; a dense row of millions of columns would not, and a pair
+    would wait on memory for each of its partner's rare features. Products are
+    summed in column order, so the result equals :func:`reference_pair_cosines`
+    bit for bit.
     """
     rows = np.asarray(rows, dtype=np.int64)
     cols = np.asarray(cols, dtype=np.int64)
@@ -54,41 +57,59 @@ def pair_cosines(
         rows,
         cols,
     )
-
-    def score_run(run: np.ndarray) -> None:
-        # The dense row in the matrix's own type: float32 halves what stays in cache.
-        _pair_dots(*arrays, run, np.zeros(matrix.shape[1], matrix.data.dtype), out)
-
-    # Each thread takes a contiguous run of the ordered pairs and its own buffer;
-    # the kernel releases the GIL.
+    # Each thread takes a contiguous run of the ordered pairs; the kernel
+    # releases the GIL.
     runs = np.array_split(order, max(1, min(jobs, rows.size)))
     if len(runs) == 1:
-        score_run(runs[0])
+        _pair_dots(*arrays, runs[0], out)
     else:
         with ThreadPoolExecutor(len(runs)) as pool:
-            list(pool.map(score_run, runs))
+            list(pool.map(lambda run: _pair_dots(*arrays, run, out), runs))
     return np.clip(out, 0.0, 1.0)
 
 
 @numba.njit(cache=True, nogil=True)
-def _pair_dots(indptr, indices, data, rows, cols, order, dense, out):  # pragma: no cover - compiled
+def _pair_dots(indptr, indices, data, rows, cols, order, out):  # pragma: no cover - compiled
+    # Open addressing, at most a quarter full; a slot from the top bits of a
+    # Fibonacci hash of the column.
+    bits = 10
+    keys = np.full(1 << bits, -1, np.int64)
+    values = np.zeros(1 << bits, data.dtype)
     current = -1
     for k in order:
         i = rows[k]
         if i != current:
-            if current >= 0:
-                for p in range(indptr[current], indptr[current + 1]):
-                    dense[indices[p]] = 0.0
+            while (1 << bits) < 4 * (indptr[i + 1] - indptr[i]):
+                bits += 1
+            if keys.size < (1 << bits):
+                keys = np.full(1 << bits, -1, np.int64)
+                values = np.zeros(1 << bits, data.dtype)
+            else:
+                keys[:] = -1
             for p in range(indptr[i], indptr[i + 1]):
-                dense[indices[p]] = data[p]
+                slot = _slot(indices[p], bits)
+                while keys[slot] != -1:
+                    slot = (slot + 1) & (keys.size - 1)
+                keys[slot] = indices[p]
+                values[slot] = data[p]
             current = i
         j = cols[k]
         total = 0.0
         for p in range(indptr[j], indptr[j + 1]):
-            # A column row i lacks adds an exact 0.0: the sum matches the reference's,
-            # which multiplies in float64 too.
-            total += np.float64(data[p]) * np.float64(dense[indices[p]])
+            slot = _slot(indices[p], bits)
+            while keys[slot] != -1:
+                if keys[slot] == indices[p]:
+                    # Products in float64, as the reference takes them; the
+                    # columns row i lacks add nothing, in its sum an exact 0.0.
+                    total += np.float64(data[p]) * np.float64(values[slot])
+                    break
+                slot = (slot + 1) & (keys.size - 1)
         out[k] = total
+
+
+@numba.njit(cache=True, nogil=True)
+def _slot(column, bits):  # pragma: no cover - compiled
+    return ((np.int64(column) * 0x9E3779B1) & 0xFFFFFFFF) >> (32 - bits)
 
 
 def reference_pair_cosines(
@@ -157,6 +178,7 @@ def story_scores(
     scale_days: float,
     hash_sets: Sequence[np.ndarray] | None = None,
     jobs: int = 1,
+    decays: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Score pairs ``(rows[k], cols[k])``; returns the ``score`` and the parts it is built from.
 
@@ -167,7 +189,9 @@ def story_scores(
     ``time_factor``) and clipped to [0, 1]. The one place the parts are
     combined, so a batch run and an incremental index score a pair alike.
     ``jobs`` threads compute the cosines; the scores do not depend on it.
-    ``published`` is as :func:`days_apart` takes it.
+    ``published`` is as :func:`days_apart` takes it. ``decays``, the pairs'
+    :func:`date_decays` where the caller has them already, are used as the
+    ``time_factor``; ``days_apart`` is then not among the parts.
     """
     parts: dict[str, np.ndarray] = {}
     if matrix is not None:
@@ -181,31 +205,37 @@ def story_scores(
             raise ValueError("a Jaccard score needs the shingle sets")
         parts["jaccard"] = pair_jaccards(hash_sets, rows, cols)
         base = parts["jaccard"]
-    parts["days_apart"] = days_apart(published, rows, cols)
-    parts["time_factor"] = time_factor(parts["days_apart"], window_days, scale_days)
+    if decays is None:
+        parts["days_apart"] = days_apart(published, rows, cols)
+        decays = time_factor(parts["days_apart"], window_days, scale_days)
+    parts["time_factor"] = decays
     parts["score"] = np.clip(base * parts["time_factor"], 0.0, 1.0)
     return parts
 
 
-def score_ceilings(
-    weights: np.ndarray | None,
+def date_decays(
     published: Sequence[datetime | None] | np.ndarray,
     rows: np.ndarray,
     cols: np.ndarray,
     window_days: float,
     scale_days: float,
 ) -> np.ndarray:
+    """Each pair's :func:`time_factor` of its :func:`days_apart`: its date decay."""
+    return time_factor(days_apart(published, rows, cols), window_days, scale_days)
+
+
+def score_ceilings(
+    weights: np.ndarray | None, decays: np.ndarray, rows: np.ndarray, cols: np.ndarray
+) -> np.ndarray:
     """The most each pair can score in :func:`story_scores`, whatever its cosine or Jaccard.
 
     Both are at most 1, so a score is at most the pair's length factor (with
-    ``weights``) times its date decay. A caller that drops pairs under some
-    floor can skip scoring those whose ceiling is under it: articles months
-    apart, most of the candidates in a long archive, never reach a cosine.
+    ``weights``) times its date decay (``decays``, :func:`date_decays`). A
+    caller that drops pairs under some floor can skip scoring those whose
+    ceiling is under it: articles months apart, most of the candidates in a
+    long archive, never reach a cosine.
     """
-    ceiling = time_factor(days_apart(published, rows, cols), window_days, scale_days)
-    if weights is not None:
-        ceiling *= weights[rows] * weights[cols]
-    return ceiling
+    return decays * (weights[rows] * weights[cols]) if weights is not None else decays
 
 
 def pair_jaccards(hash_sets: Sequence[np.ndarray], rows, cols) -> np.ndarray:

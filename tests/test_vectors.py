@@ -607,21 +607,6 @@ def test_rows_built_in_blocks_equal_rows_built_at_once(feature_lists, other, blo
     np.testing.assert_array_equal(blocked_columns, columns)
 
 
-@settings(max_examples=50, deadline=None)
-@given(feature_lists=feature_batches())
-def test_columns_by_frequency_keep_every_dot_product(feature_lists):
-    from dedup.vectors import columns_by_frequency
-
-    matrix, _ = tfidf_rows(*bags(feature_lists), DocumentFrequencies.count(distinct(feature_lists)))
-    products = (matrix @ matrix.T).toarray()
-    renumbered = columns_by_frequency(matrix)
-    assert renumbered is matrix  # in place
-    assert renumbered.has_sorted_indices
-    np.testing.assert_allclose((renumbered @ renumbered.T).toarray(), products, atol=F32)
-    frequency = np.diff(renumbered.tocsc().indptr)
-    assert np.all(frequency[:-1] >= frequency[1:])
-
-
 @settings(max_examples=200, deadline=None)
 @given(table=st.lists(HASH, max_size=300), values=st.lists(HASH, max_size=50))
 def test_sorted_hashes_positions_equal_searchsorted(table, values):

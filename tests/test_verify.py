@@ -229,7 +229,7 @@ def test_pair_cosines_do_not_depend_on_the_threads(case, jobs):
 )
 def test_no_pair_scores_over_its_ceiling(case, data, window, scale, reference):
     from dedup.vectors import length_weights
-    from dedup.verify import score_ceilings, story_scores
+    from dedup.verify import date_decays, score_ceilings, story_scores
 
     term_lists, rows, cols = case
     matrix, _ = tfidf_matrix(term_lists)
@@ -241,12 +241,15 @@ def test_no_pair_scores_over_its_ceiling(case, data, window, scale, reference):
     )
     published = [None if d is None else datetime(2024, 1, 1) + timedelta(days=d) for d in days]
     scores = story_scores(matrix, weights, published, rows, cols, window, scale)["score"]
-    ceilings = score_ceilings(weights, published, rows, cols, window, scale)
+    decays = date_decays(published, rows, cols, window, scale)
+    ceilings = score_ceilings(weights, decays, rows, cols)
     assert np.all(scores <= ceilings)
+    given = story_scores(matrix, weights, published, rows, cols, window, scale, decays=decays)
+    np.testing.assert_array_equal(given["score"], scores)
     identical = rows == cols  # a document with itself: cosine 1 (when it has terms)
     has_terms = np.array([len(t) > 0 for t in term_lists])
     same = identical & has_terms[rows]
     np.testing.assert_allclose(scores[same], ceilings[same], rtol=1e-6)  # float32 rows
     sets, _ = feature_counts(term_lists, 1)
     jaccards = story_scores(None, None, published, rows, cols, window, scale, sets)["score"]
-    assert np.all(jaccards <= score_ceilings(None, published, rows, cols, window, scale))
+    assert np.all(jaccards <= score_ceilings(None, decays, rows, cols))
