@@ -18,6 +18,7 @@ import re
 import sys
 import zlib
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numba
 import numpy as np
@@ -35,8 +36,9 @@ _WORD = 1  # \w but "_" (token_text turns underscores into spaces)
 _DIGIT = 2  # \d
 _MARK = 4  # may continue a word: is_token_mark
 _APOSTROPHE, _PERIOD, _COMMA = ord("'"), ord("."), ord(",")
-# Distinct tokens a table holds before it starts afresh: about 40 MB of table,
-# far more than a news vocabulary, and a bound on what an adversarial one costs.
+# Distinct tokens of a language, or terms, a hasher holds before it starts
+# afresh: a few hundred MB at most, far more than a news vocabulary needs, and
+# a bound on what an adversarial one costs.
 _MAX_TOKENS = 1 << 21
 _ABSENT = np.iinfo(np.int64).min  # a table lookup's answer for a token not in it
 
@@ -124,8 +126,9 @@ class TermHasher:
     A pass over a text's code points finds and hashes its tokens, O(length),
     in compiled code. A 64-bit hash identifies a token: two tokens sharing one
     (odds about 1 in 10^7 for a million distinct tokens) would share terms.
-    Tables grow with the vocabulary and start afresh past about two million
-    tokens, which changes nothing but speed. Not thread-safe; pickles empty.
+    Tables grow with the vocabulary and start afresh, between batches, past
+    about two million tokens or terms, which changes nothing but speed. Not
+    thread-safe; pickles empty.
     """
 
     def __init__(self, lang: str | None = None, *, stem: bool = True, stopwords: bool = True):
@@ -137,11 +140,11 @@ class TermHasher:
         self._term_index: dict[str, int] = {}
         self._term_hashes = np.zeros(1 << 12, dtype=np.uint32)
 
-    def __getstate__(self) -> dict[str, object]:
+    def __getstate__(self) -> dict[str, Any]:
         return {"lang": self.lang, "stem": self.stem, "stopwords": self.stopwords}
 
-    def __setstate__(self, state: dict[str, object]) -> None:
-        self.__init__(state["lang"], stem=state["stem"], stopwords=state["stopwords"])  # type: ignore[arg-type, misc]
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["lang"], stem=state["stem"], stopwords=state["stopwords"])
 
     def batch(
         self, items: Sequence[tuple[str, str | None, str | None]]
@@ -157,6 +160,10 @@ class TermHasher:
         distinct : ndarray of int64
             Distinct terms per item.
         """
+        if len(self._term_index) >= _MAX_TOKENS or any(
+            table.size >= _MAX_TOKENS for table in self._tables.values()
+        ):
+            self.__init__(self.lang, stem=self.stem, stopwords=self.stopwords)  # start afresh
         ids = []
         for text, title, doc_lang in items:
             # As analyse_terms resolves it: the run's, the item's, or the text's language.
@@ -198,7 +205,7 @@ class TermHasher:
 
     def _table(self, code: str | None) -> _TokenTable:
         table = self._tables.get(code)
-        if table is None or table.size >= _MAX_TOKENS:
+        if table is None:
             table = self._tables[code] = _TokenTable()
         return table
 
