@@ -246,9 +246,10 @@ def _scored_links(
     pending: list[tuple[np.ndarray, np.ndarray]] = []
     kept = [(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0))]
     seconds = {"candidates": 0.0, "verify": 0.0}
-    candidates = 0
+    candidates = scored = 0
 
-    def score_pending() -> None:
+    def score_pending() -> int:
+        """Score the pending pairs, keep their links; returns how many reached a score."""
         start = time.perf_counter()
         rows = np.concatenate([r for r, _ in pending])
         cols = np.concatenate([c for _, c in pending])
@@ -264,6 +265,7 @@ def _scored_links(
         link = scores >= floor
         kept.append((rows[link], cols[link], scores[link]))
         seconds["verify"] += time.perf_counter() - start
+        return rows.size
 
     if progress:
         progress("candidates", 0, bands)
@@ -273,18 +275,19 @@ def _scored_links(
         pending.append(block)
         candidates += block[0].size
         if sum(r.size for r, _ in pending) >= _SCORE_BATCH:
-            score_pending()
+            scored += score_pending()
         if progress:
             progress("candidates", band, bands)
         waited = time.perf_counter()
     if pending:
-        score_pending()
+        scored += score_pending()
     rows, cols, scores = (np.concatenate(part) for part in zip(*kept, strict=True))
     order = np.lexsort((cols, rows))
     stats.update(
         lsh_bands=bands,
         lsh_rows=rows_per_band,
         candidate_pairs=candidates,
+        scored_pairs=scored,
         seconds_candidates=seconds["candidates"],
         seconds_verify=seconds["verify"],
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import pickle
 import random
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 import pytest
@@ -433,3 +433,19 @@ def test_batched_analysis_equals_the_per_document_functions(
         np.testing.assert_array_equal(features, want_features)
         np.testing.assert_array_equal(counts, want_counts)
         assert distinct == len(set(terms))
+
+
+def test_pairs_a_year_apart_are_proposed_but_never_scored():
+    text = "Quake hits Izmir, killing two; rescuers search the rubble in Bayrakli"
+    start = datetime(2024, 1, 1)
+    docs = [
+        {"id": str(k), "text": f"{text} (report {k})", "published": start + timedelta(days=400 * k)}
+        for k in range(4)
+    ]
+    result = dedup.cluster(docs, jobs=1)
+    assert result.stats["candidate_pairs"] == 6  # the same words: LSH pairs them all
+    assert result.stats["scored_pairs"] == 0  # but their date decay alone rules a link out
+    assert len(set(result.labels.tolist())) == 4
+    near = [{**doc, "published": start} for doc in docs]
+    together = dedup.cluster(near, jobs=1)
+    assert together.stats["scored_pairs"] == 6 and len(set(together.labels.tolist())) == 1
