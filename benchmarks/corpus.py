@@ -5,6 +5,8 @@ GoogleNews-TS (read at runtime from ``../shared/data``, never copied), partly fr
 (the content words of one source topic or event), with words recurring as in real text. Mixed in
 are phrases of its *story* (rare words, made-up names and numbers; the gold ``event``) and of its
 *topic* (words and two names shared by stories dated weeks to months apart: the hard negatives).
+Story vocabulary grows with the corpus, as a real archive's does: each rare word is drawn for
+about six stories at any size (made-up names join the real rare words once they run short).
 Story sizes are heavy-tailed, 35% of the articles are singletons and 10% are syndicated
 near-copies of a story article (boilerplate header/footer, a few words substituted, or truncated;
 ``copy_of`` names the source, ``null`` elsewhere).
@@ -60,6 +62,7 @@ WORDS = (240, 420)  # words per article (before copy headers)
 DAYS = 730  # story dates spread over two years
 MAX_STORY = 150  # cap of the heavy tail, so a 2k corpus is not one giant story
 EVENT_SLOTS = 30  # 3 names, 2 numbers, then 13-25 rare words
+RARE_REUSE = 6  # stories per rare story word, at most: what the real rare words give 10k articles
 TOPIC_SLOTS = 18  # 2 names, then 16 mid-frequency words
 CHUNK = 2000  # originals per chunk: bounds memory, and how far a copy can sit from its source
 # Variant v of token t is glyph v * T + t: bit 0 capitalises, v >> 1 picks the punctuation
@@ -204,13 +207,19 @@ class Plan:
 
         # Tokens: real words, made-up names, numbers. A story has 3 names, 2 numbers and 13-25
         # rare words; a topic 2 names (the same two leaders) and 16 mid-frequency words.
+        # A real archive's vocabulary grows with it (new people, places, terms): past what the
+        # real rare words cover at RARE_REUSE stories each, made-up names join them. Recycling
+        # one fixed set would make a large corpus's "rare" story words common, its planted
+        # stories fainter than a small corpus's, and quality across sizes incomparable.
+        n_extra = max(0, n_events * (EVENT_SLOTS - 5) // RARE_REUSE - len(vocab.tail))
         v = len(vocab.words)
-        n_names = int(np.clip(n_events // 2, 2000, 150_000))
-        names = _names(rng, n_names + 600)
-        self.words = vocab.words + names[:n_names] + _numbers(rng, 4000)
+        n_names = max(2000, n_events // 2)
+        names = _names(rng, n_names + 600 + n_extra)
+        self.words = vocab.words + names[:n_names] + _numbers(rng, 4000) + names[n_names + 600 :]
         name_ids = v + rng.integers(0, n_names, (n_events, 3))
         number_ids = v + n_names + rng.integers(0, 4000, (n_events, 2))
-        rare = vocab.tail[rng.integers(0, len(vocab.tail), (n_events, EVENT_SLOTS - 5))]
+        story_vocab = np.concatenate([vocab.tail, v + n_names + 4000 + np.arange(n_extra)])
+        rare = story_vocab[rng.integers(0, len(story_vocab), (n_events, EVENT_SLOTS - 5))]
         self.event_words = np.hstack([name_ids, number_ids, rare]).astype(np.int32)
         self.event_k = rng.integers(18, EVENT_SLOTS + 1, n_events)
         topic_names = v + rng.integers(0, n_names, (len(tsizes), 2))

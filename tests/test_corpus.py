@@ -141,3 +141,15 @@ def test_story_articles_share_story_words(articles: list[dict]) -> None:
     same = sum(jaccard(x, y) for x, y in pairs) / len(pairs)
     other = sum(jaccard(x, y) for x, y in zip(loners, loners[1:], strict=False)) / (len(loners) - 1)
     assert same > other + 0.04, (same, other)
+
+
+@pytest.mark.parametrize("size", [10_000, 200_000])
+def test_story_words_stay_rare_as_the_corpus_grows(corpus: ModuleType, size: int) -> None:
+    # Each rare story word is drawn for about RARE_REUSE stories at any size, not for more
+    # and more of them: a large corpus's stories are as distinct as a small one's.
+    plan = corpus.Plan(size, 1, corpus.load_vocabulary())
+    rare = plan.event_words[:, 5:]
+    per_word = rare.size / len(set(rare.ravel().tolist()))
+    assert per_word <= corpus.RARE_REUSE + 1
+    names = plan.event_words[:, :3]
+    assert names.size / len(set(names.ravel().tolist())) <= 8
