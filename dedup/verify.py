@@ -71,25 +71,28 @@ def pair_cosines(
 @numba.njit(cache=True, nogil=True)
 def _pair_dots(indptr, indices, data, rows, cols, order, out):  # pragma: no cover - compiled
     # Open addressing, at most a quarter full; a slot from the top bits of a
-    # Fibonacci hash of the column.
+    # Fibonacci hash of the column. Each row uses the first 2**bits slots its
+    # length needs, so one very long row does not make every later row clear
+    # (and probe) a large table.
+    keys = np.full(1 << 10, -1, np.int64)
+    values = np.zeros(1 << 10, data.dtype)
     bits = 10
-    keys = np.full(1 << bits, -1, np.int64)
-    values = np.zeros(1 << bits, data.dtype)
     current = -1
     for k in order:
         i = rows[k]
         if i != current:
+            bits = 10
             while (1 << bits) < 4 * (indptr[i + 1] - indptr[i]):
                 bits += 1
             if keys.size < (1 << bits):
                 keys = np.full(1 << bits, -1, np.int64)
                 values = np.zeros(1 << bits, data.dtype)
             else:
-                keys[:] = -1
+                keys[: 1 << bits] = -1
             for p in range(indptr[i], indptr[i + 1]):
                 slot = _slot(indices[p], bits)
                 while keys[slot] != -1:
-                    slot = (slot + 1) & (keys.size - 1)
+                    slot = (slot + 1) & ((1 << bits) - 1)
                 keys[slot] = indices[p]
                 values[slot] = data[p]
             current = i
@@ -103,7 +106,7 @@ def _pair_dots(indptr, indices, data, rows, cols, order, out):  # pragma: no cov
                     # columns row i lacks add nothing, in its sum an exact 0.0.
                     total += np.float64(data[p]) * np.float64(values[slot])
                     break
-                slot = (slot + 1) & (keys.size - 1)
+                slot = (slot + 1) & ((1 << bits) - 1)
         out[k] = total
 
 

@@ -209,6 +209,20 @@ def test_pair_cosines_accept_unsorted_indices_and_any_pair_order():
     )
 
 
+def test_pair_cosines_with_rows_of_very_different_lengths():
+    # A row of thousands of features needs a larger table than the rows after it.
+    rng = np.random.default_rng(5)
+    words = [f"w{k}" for k in range(5000)]
+    term_lists = [list(rng.choice(words, size=n)) for n in (3000, 4, 40, 2500, 7, 300)]
+    matrix, _ = tfidf_matrix(term_lists)
+    rows, cols = np.triu_indices(len(term_lists))
+    order = rng.permutation(rows.size)
+    np.testing.assert_array_equal(
+        pair_cosines(matrix, rows[order], cols[order]),
+        verify_module.reference_pair_cosines(matrix, rows[order], cols[order]),
+    )
+
+
 @settings(max_examples=50, deadline=None)
 @given(case=batches_with_pairs(), jobs=st.integers(2, 5))
 def test_pair_cosines_do_not_depend_on_the_threads(case, jobs):
