@@ -266,22 +266,25 @@ def detect_language(text: str) -> str:
     return "und" if label == "zxx" else _DETECTOR_ALIASES.get(label, label)
 
 
-def is_token_mark(char: str) -> bool:
-    """Whether ``char`` may continue a token though it is not a word character.
+@functools.lru_cache(maxsize=1)
+def token_mark_codes() -> tuple[int, ...]:
+    """Code points that may continue a token though they are not word characters.
 
     Combining marks (``\\w`` misses them), and ZWNJ/ZWJ, which sit inside
     Persian and Indic words. BMP only: one code point above U+FFFF stops re
     from compiling the class to a bitmap (3x slower tokenising); the
     supplementary planes' marks are historic scripts.
     """
-    return char in "\u200c\u200d" or (ord(char) < 0x10000 and unicodedata.category(char)[0] == "M")
+    return tuple(
+        c for c in range(0x10000) if c in (0x200C, 0x200D) or unicodedata.category(chr(c))[0] == "M"
+    )
 
 
 @functools.lru_cache(maxsize=1)
 def _token_pattern() -> re.Pattern[str]:
     """Compile the token regex: words, with marks inside, and numbers with separators."""
     marks = []
-    codes = [c for c in range(0x10000) if is_token_mark(chr(c))]
+    codes = token_mark_codes()
     start = prev = codes[0]
     for cp in [*codes[1:], -1]:
         if cp != prev + 1:  # close the range start..prev

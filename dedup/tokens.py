@@ -25,16 +25,16 @@ import numpy as np
 
 from dedup.normalize import (
     Analyzer,
-    is_token_mark,
     normalize_text,
     refine_tokens,
+    token_mark_codes,
     token_text,
 )
 
 # Character classes, as bits of one byte per code point.
 _WORD = 1  # \w but "_" (token_text turns underscores into spaces)
 _DIGIT = 2  # \d
-_MARK = 4  # may continue a word: is_token_mark
+_MARK = 4  # may continue a word: token_mark_codes
 _APOSTROPHE, _PERIOD, _COMMA = ord("'"), ord("."), ord(",")
 # Distinct tokens of a language, or terms, a hasher holds before it starts
 # afresh: a few hundred MB at most, far more than a news vocabulary needs, and
@@ -51,8 +51,7 @@ def character_classes() -> np.ndarray:
     for bit, pattern in ((_WORD, r"[^\W_]"), (_DIGIT, r"\d")):
         found = "".join(re.findall(pattern, everything))
         classes[np.frombuffer(found.encode("utf-32-le"), dtype=np.uint32)] |= bit
-    marks = [c for c in range(0x10000) if is_token_mark(chr(c))]
-    classes[marks] |= _MARK
+    classes[list(token_mark_codes())] |= _MARK
     return classes
 
 
