@@ -35,7 +35,7 @@ def pair_cosines(
     A compiled loop over the pairs grouped by their first document: that row
     goes once into a small hash table of its columns, then each partner's
     nonzeros are looked up in it, so a pair costs the partner's row length and
-    no row is copied. The table stays in the fastest cache whatever the width
+    no row is copied. The table stays in cache whatever the width
     of the matrix; a dense row of millions of columns would not, and a pair
     would wait on memory for each of its partner's rare features. Products are
     summed in column order, so the result equals :func:`reference_pair_cosines`
@@ -70,7 +70,7 @@ def pair_cosines(
 
 @numba.njit(cache=True, nogil=True)
 def _pair_dots(indptr, indices, data, rows, cols, order, out):  # pragma: no cover - compiled
-    # Open addressing, at most a quarter full; a slot from the top bits of a
+    # Open addressing, at most a sixteenth full; a slot from the top bits of a
     # Fibonacci hash of the column. Each row uses the first 2**bits slots its
     # length needs, so one very long row does not make every later row clear
     # (and probe) a large table.
@@ -82,7 +82,7 @@ def _pair_dots(indptr, indices, data, rows, cols, order, out):  # pragma: no cov
         i = rows[k]
         if i != current:
             bits = 10
-            while (1 << bits) < 4 * (indptr[i + 1] - indptr[i]):
+            while (1 << bits) < 16 * (indptr[i + 1] - indptr[i]):
                 bits += 1
             if keys.size < (1 << bits):
                 keys = np.full(1 << bits, -1, np.int64)
