@@ -255,8 +255,8 @@ def _first_band_pairs(keys, ranks, order, band, max_bucket, min_bands):  # pragm
                 if count >= min_bands:
                     if found == size:
                         size *= 2
-                        left = _grown(left, size)
-                        right = _grown(right, size)
+                        left = grown(left, size)
+                        right = grown(right, size)
                     left[found] = min(i, j)
                     right[found] = max(i, j)
                     found += 1
@@ -265,7 +265,8 @@ def _first_band_pairs(keys, ranks, order, band, max_bucket, min_bands):  # pragm
 
 
 @numba.njit(cache=True, nogil=True)
-def _grown(array, size):  # pragma: no cover - compiled
+def grown(array, size):  # pragma: no cover - compiled
+    """``array`` copied into a new array of ``size`` (at least its own), for compiled loops."""
     out = np.empty(size, array.dtype)
     out[: array.size] = array
     return out

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
-from scipy import sparse
 
 from dedup.analysis import analyse_documents, default_jobs, needs_shingles
 from dedup.candidates import candidate_pairs, lsh_params
@@ -34,11 +33,12 @@ from dedup.errors import ConfigError, DuplicateIdError
 from dedup.linkage import average_linkage, single_linkage
 from dedup.params import Params, resolve_params
 from dedup.pipeline import LINK_FLOOR, DocumentLike, _build_result, as_documents
-from dedup.records import ClusterResult, Document
+from dedup.records import Assignment, ClusterResult, Document
 from dedup.shingle import unique_sorted
 from dedup.signature import signatures
 from dedup.stores import (
     Batch,
+    Candidates,
     IndexBusyError,
     IndexFormatError,
     IndexParamsError,
@@ -50,10 +50,13 @@ from dedup.stores import (
 from dedup.vectors import (
     DocumentFrequencies,
     length_weights,
+    lookup_counts,
+    merge_counts,
+    stacked_rows,
     tfidf_rows,
     top_features,
 )
-from dedup.verify import story_scores
+from dedup.verify import date_decays, publication_days, score_ceilings, story_scores
 
 __all__ = [
     "Assignment",
@@ -67,48 +70,6 @@ __all__ = [
 _SNIPPET = 300
 _T = TypeVar("_T")
 _DF_RUNS = 16  # DF runs in the store before a writer merges them into one
-
-
-@dataclass(frozen=True)
-class Assignment:
-    """Where one document went (``add``) or would go (``query``).
-
-    Attributes
-    ----------
-    id : str
-        The document.
-    cluster : int or None
-        Its cluster in the index; for ``query``, None when it would start a new one.
-    status : str
-        ``"new"`` (started a cluster), ``"joined"`` (joined an existing one),
-        ``"exists"`` (already indexed; left as it was) or, for ``query``,
-        ``"new"`` / ``"joined"`` as it would be.
-    score : float
-        Mean link score to the other members of the cluster (0 for a singleton).
-    size : int
-        The cluster's size afterwards.
-    matches : tuple of (int, float)
-        For ``query``: existing clusters it links to, with the mean score, best first.
-    """
-
-    id: str
-    cluster: int | None
-    status: str
-    score: float
-    size: int
-    matches: tuple[tuple[int, float], ...] = ()
-
-    def as_dict(self) -> dict[str, Any]:
-        record: dict[str, Any] = {
-            "id": self.id,
-            "cluster": self.cluster,
-            "status": self.status,
-            "score": round(self.score, 4),
-            "size": self.size,
-        }
-        if self.matches:
-            record["matches"] = [{"cluster": c, "score": round(s, 4)} for c, s in self.matches]
-        return record
 
 
 @dataclass
@@ -366,7 +327,9 @@ class StoryIndex:
         # verdict does not depend on which batch an article came in with.
         new_matrix = new_columns = None
         if cosine:
-            new_df = _lookup(stored_features, stored_counts, batch_df.features) + batch_df.counts
+            new_df = (
+                lookup_counts(stored_features, stored_counts, batch_df.features) + batch_df.counts
+            )
             frequencies = DocumentFrequencies(batch_df.features, new_df, total)
             # Over features another document holds too, as the batch run's
             # matrix: keywords are picked among them, and no score changes.
@@ -382,7 +345,9 @@ class StoryIndex:
         new_rows, new_cols = candidate_pairs(
             sigs, self.bands, self.rows, params.max_bucket, min_bands
         )
-        old_pairs = self.store.lsh_candidates(sigs, params.max_bucket, min_bands)
+        old_pairs = self._reachable(
+            self.store.lsh_candidates(sigs, params.max_bucket, min_bands), docs, distinct
+        )
         found = self.store.documents(sorted({doc_id for _, doc_id in old_pairs}))
         old_ids = sorted(found)
         at = {doc_id: n + k for k, doc_id in enumerate(old_ids)}
@@ -394,7 +359,7 @@ class StoryIndex:
         if cosine:
             old_union = unique_sorted(np.concatenate([d.features for d in old])) if old else None
             if old_union is not None:
-                old_df = _lookup(stored_features, stored_counts, old_union) + _lookup(
+                old_df = lookup_counts(stored_features, stored_counts, old_union) + lookup_counts(
                     batch_df.features, batch_df.counts, old_union
                 )
                 old_matrix, old_columns = tfidf_rows(
@@ -402,7 +367,7 @@ class StoryIndex:
                     [d.counts for d in old],
                     DocumentFrequencies(old_union, old_df, total),
                 )
-                matrix = _stack(new_matrix, new_columns, old_matrix, old_columns)
+                matrix = stacked_rows(new_matrix, new_columns, old_matrix, old_columns)
             else:
                 matrix = new_matrix
             lengths = np.concatenate([distinct, [d.distinct_terms for d in old]]).astype(np.int64)
@@ -422,6 +387,7 @@ class StoryIndex:
             params.time_window_days,
             params.time_scale_days,
             hash_sets,
+            default_jobs(),
         )["score"]
         kept = scores >= params.threshold * LINK_FLOOR
         rows, cols, scores = rows[kept], cols[kept], scores[kept]
@@ -530,6 +496,38 @@ class StoryIndex:
             batch.links += stored  # rescored: keep today's values
         return _Plan(assignments, batch)
 
+    def _reachable(
+        self, candidates: Candidates, docs: Sequence[Document], distinct: np.ndarray
+    ) -> list[tuple[int, str]]:
+        """The ``(new, stored id)`` candidates whose dates and lengths let them reach a link.
+
+        Read before the stored vectors: a pair whose length factor and date
+        decay alone keep it under the link floor is dropped unscored, as
+        :func:`dedup.pipeline.cluster` drops it, and in a long archive that is
+        most candidates, whose vectors then need not be read at all.
+        """
+        params = self.params
+        owners, mates, ids = candidates.owners, candidates.mates, candidates.ids
+        if params.similarity == "cosine" and owners.size:
+            facts = self.store.documents(ids, vectors=False)
+            listed = np.array([doc_id in facts for doc_id in ids], dtype=bool)
+            stored = [facts[doc_id] for doc_id in ids if doc_id in facts]
+            position = np.cumsum(listed) - 1 + len(docs)  # of each id, among the nodes below
+            published = publication_days(
+                [d.published for d in docs] + [f.published for f in stored]
+            )
+            lengths = np.concatenate([distinct, [f.distinct_terms for f in stored]])
+            weights = length_weights(lengths.astype(np.int64), params.length_reference)
+            keep = listed[mates]
+            owners, mates = owners[keep], mates[keep]
+            decays = date_decays(
+                published, owners, position[mates], params.time_window_days, params.time_scale_days
+            )
+            ceilings = score_ceilings(weights, decays, owners, position[mates])
+            reach = ceilings >= params.threshold * LINK_FLOOR
+            owners, mates = owners[reach], mates[reach]
+        return list(zip(owners.tolist(), [ids[m] for m in mates.tolist()], strict=True))
+
     def _rescore(
         self,
         links: list[tuple[str, str, float]],
@@ -547,7 +545,9 @@ class StoryIndex:
         matrix = weights = hash_sets = None
         if params.similarity == "cosine":
             union = unique_sorted(np.concatenate([d.features for d in stored]))
-            df = _lookup(*self._df, union) + _lookup(batch_df.features, batch_df.counts, union)
+            df = lookup_counts(*self._df, union) + lookup_counts(
+                batch_df.features, batch_df.counts, union
+            )
             matrix, _ = tfidf_rows(
                 [d.features for d in stored],
                 [d.counts for d in stored],
@@ -568,6 +568,7 @@ class StoryIndex:
             params.time_window_days,
             params.time_scale_days,
             hash_sets,
+            default_jobs(),
         )["score"]
 
     def _batch(
@@ -600,44 +601,3 @@ class StoryIndex:
                 )
             )
         return batch
-
-
-def _lookup(features: np.ndarray, counts: np.ndarray, wanted: np.ndarray) -> np.ndarray:
-    """``counts`` of each of ``wanted`` in the sorted ``features`` (0 where absent)."""
-    return DocumentFrequencies(features, counts, 0).counts_of(wanted)
-
-
-def merge_counts(
-    features: np.ndarray, counts: np.ndarray, more: np.ndarray, more_counts: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Add sorted ``(more, more_counts)`` into sorted ``(features, counts)``.
-
-    One ``searchsorted`` and one insert: linear in the table, not a re-sort,
-    which matters when the table holds tens of millions of features.
-    """
-    counts = counts.astype(np.int64, copy=True)
-    position = np.searchsorted(features, more)
-    hit = position < features.size
-    hit[hit] = features[position[hit]] == more[hit]
-    np.add.at(counts, position[hit], more_counts[hit])
-    fresh = ~hit
-    features = np.insert(features, position[fresh], more[fresh])
-    counts = np.insert(counts, position[fresh], more_counts[fresh].astype(np.int64))
-    return features, counts
-
-
-def _stack(
-    top: sparse.csr_matrix, top_columns: np.ndarray, bottom: sparse.csr_matrix, bottom_columns
-) -> sparse.csr_matrix:
-    """Stack two TF-IDF matrices whose columns index different feature lists."""
-    columns = unique_sorted(np.concatenate([top_columns, bottom_columns]))
-    parts = []
-    for matrix, own in ((top, top_columns), (bottom, bottom_columns)):
-        remap = np.searchsorted(columns, own)
-        parts.append(
-            sparse.csr_matrix(
-                (matrix.data, remap[matrix.indices], matrix.indptr),
-                shape=(matrix.shape[0], columns.size),
-            )
-        )
-    return sparse.vstack(parts, format="csr")

@@ -135,3 +135,45 @@ class ClusterResult:
     def cluster_of(self, index: int) -> Cluster:
         """The cluster holding document ``index``."""
         return self.clusters[int(self.labels[index])]
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """Where one document went (``add``) or would go (``query``).
+
+    Attributes
+    ----------
+    id : str
+        The document.
+    cluster : int or None
+        Its cluster in the index; for ``query``, None when it would start a new one.
+    status : str
+        ``"new"`` (started a cluster), ``"joined"`` (joined an existing one),
+        ``"exists"`` (already indexed; left as it was) or, for ``query``,
+        ``"new"`` / ``"joined"`` as it would be.
+    score : float
+        Mean link score to the other members of the cluster (0 for a singleton).
+    size : int
+        The cluster's size afterwards.
+    matches : tuple of (int, float)
+        For ``query``: existing clusters it links to, with the mean score, best first.
+    """
+
+    id: str
+    cluster: int | None
+    status: str
+    score: float
+    size: int
+    matches: tuple[tuple[int, float], ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "id": self.id,
+            "cluster": self.cluster,
+            "status": self.status,
+            "score": round(self.score, 4),
+            "size": self.size,
+        }
+        if self.matches:
+            record["matches"] = [{"cluster": c, "score": round(s, 4)} for c, s in self.matches]
+        return record

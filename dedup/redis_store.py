@@ -26,6 +26,7 @@ from dedup.stores import (
     FORMAT_NAME,
     SCHEMA_VERSION,
     Batch,
+    Candidates,
     IndexBusyError,
     IndexFormatError,
     Store,
@@ -149,7 +150,7 @@ class RedisStore(Store):
 
     def lsh_candidates(
         self, signatures: np.ndarray, max_bucket: int, min_bands: int = 1
-    ) -> list[tuple[int, str]]:
+    ) -> Candidates:
         live = np.flatnonzero(~np.all(signatures == EMPTY, axis=1)).tolist()
         counted: Counter[tuple[int, bytes]] = Counter()
         values = {k: to_minhash(signatures[k], self.seed).hashvalues for k in live}
@@ -162,18 +163,18 @@ class RedisStore(Store):
                     members = members[-max_bucket:]
                 counted.update((k, m) for m in members)
         found = {pair for pair, bands in counted.items() if bands >= min_bands}
-        ids = sorted({m.decode() for _, m in found})
-        committed = self.known(ids)
-        return sorted((k, m.decode()) for k, m in found if m.decode() in committed)
+        committed = self.known(sorted({m.decode() for _, m in found}))
+        return Candidates.of((k, m.decode()) for k, m in found if m.decode() in committed)
 
-    def documents(self, ids: Iterable[str]) -> dict[str, StoredDocument]:
+    def documents(self, ids: Iterable[str], vectors: bool = True) -> dict[str, StoredDocument]:
         ids = list(ids)
         if not ids:
             return {}
         pipe = self.r.pipeline(transaction=True)
-        for name in ("cluster", "info", "feat", "shingles"):
+        for name in ("cluster", "info", "feat", "shingles") if vectors else ("cluster", "info"):
             pipe.hmget(f"{self.p}:{name}", ids)
-        clusters, infos, feats, shingles = pipe.execute()
+        clusters, infos, *blobs = pipe.execute()
+        feats, shingles = blobs if vectors else ([None] * len(ids),) * 2
         out = {}
         for doc_id, c, info, feat, sh in zip(ids, clusters, infos, feats, shingles, strict=True):
             if c is None or info is None:

@@ -33,6 +33,7 @@ from dedup.shingle import (
     run_lengths,
     shingle_hash_of,
     term_hashes,
+    unique_sorted,
 )
 
 # Cells (document, feature) per block of :func:`_weighted_rows`: bounds its temporaries
@@ -450,3 +451,44 @@ def reference_top_features(
     chosen = chosen[np.lexsort((hashes[chosen], owner[chosen]))]
     bounds = np.searchsorted(owner[chosen], np.arange(1, n))
     return np.split(hashes[chosen].astype(np.uint32), bounds)
+
+
+def lookup_counts(features: np.ndarray, counts: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """``counts`` of each of ``wanted`` in the sorted ``features`` (0 where absent)."""
+    return DocumentFrequencies(features, counts, 0).counts_of(wanted)
+
+
+def merge_counts(
+    features: np.ndarray, counts: np.ndarray, more: np.ndarray, more_counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Add sorted ``(more, more_counts)`` into sorted ``(features, counts)``.
+
+    One ``searchsorted`` and one insert: linear in the table, not a re-sort,
+    which matters when the table holds tens of millions of features.
+    """
+    counts = counts.astype(np.int64, copy=True)
+    position = np.searchsorted(features, more)
+    hit = position < features.size
+    hit[hit] = features[position[hit]] == more[hit]
+    np.add.at(counts, position[hit], more_counts[hit])
+    fresh = ~hit
+    features = np.insert(features, position[fresh], more[fresh])
+    counts = np.insert(counts, position[fresh], more_counts[fresh].astype(np.int64))
+    return features, counts
+
+
+def stacked_rows(
+    top: sparse.csr_matrix, top_columns: np.ndarray, bottom: sparse.csr_matrix, bottom_columns
+) -> sparse.csr_matrix:
+    """Stack two TF-IDF matrices whose columns index different feature lists."""
+    columns = unique_sorted(np.concatenate([top_columns, bottom_columns]))
+    parts = []
+    for matrix, own in ((top, top_columns), (bottom, bottom_columns)):
+        remap = np.searchsorted(columns, own)
+        parts.append(
+            sparse.csr_matrix(
+                (matrix.data, remap[matrix.indices], matrix.indptr),
+                shape=(matrix.shape[0], columns.size),
+            )
+        )
+    return sparse.vstack(parts, format="csr")

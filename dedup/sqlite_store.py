@@ -1,0 +1,438 @@
+"""A :class:`dedup.stores.Store` in one SQLite file: the embedded default, with no server.
+
+WAL mode; a writer holds ``BEGIN IMMEDIATE`` from its first read to its
+commit, so two writers serialise (or the second gets
+:class:`dedup.stores.IndexBusyError` after the busy timeout), and readers see
+a snapshot. LSH band keys are runs of blobs (:mod:`dedup.band_index`), one
+per commit and merged now and then, searched in memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from dedup.band_index import BandRun, BandRuns, merge_plan
+from dedup.candidates import band_keys
+from dedup.errors import DedupError
+from dedup.signature import EMPTY
+from dedup.stores import (
+    FORMAT_NAME,
+    SCHEMA_VERSION,
+    Batch,
+    Candidates,
+    IndexBusyError,
+    IndexFormatError,
+    Store,
+    StoredDocument,
+    StoreUnavailableError,
+    _check_schema,
+    _date,
+    _pack_set,
+    _unpack_set,
+    meta_record,
+    pack_counts,
+    pack_features,
+    unpack_counts,
+    unpack_features,
+)
+
+_SQLITE_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE docs (
+    n INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, cluster INTEGER NOT NULL,
+    published TEXT, title TEXT, source TEXT, snippet TEXT, distinct_terms INTEGER NOT NULL,
+    features BLOB NOT NULL, shingles BLOB);
+CREATE INDEX docs_cluster ON docs (cluster);
+CREATE TABLE lsh_runs (run INTEGER PRIMARY KEY, first_doc INTEGER NOT NULL,
+    documents INTEGER NOT NULL, data BLOB NOT NULL);
+CREATE TABLE df_runs (run INTEGER PRIMARY KEY, full INTEGER NOT NULL, features BLOB NOT NULL,
+    counts BLOB NOT NULL);
+CREATE TABLE links (a INTEGER, b INTEGER, score REAL NOT NULL, PRIMARY KEY (a, b))
+    WITHOUT ROWID;
+CREATE INDEX links_b ON links (b);
+"""
+
+
+class SQLiteStore(Store):
+    """An index in one SQLite file (WAL mode, no server)."""
+
+    def __init__(self, path: str, *, timeout: float = 30.0):
+        self.location = path
+        self.timeout = timeout
+        if os.path.isdir(path):
+            raise IndexFormatError(f"{path}: is a directory, not a dedup index file")
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            raise StoreUnavailableError(f"{path}: directory {parent} does not exist")
+        try:
+            self.db = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+            self.db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+            if self._table_names():
+                self._check_format()
+            self.db.execute("PRAGMA journal_mode = WAL")
+            self.db.execute("PRAGMA synchronous = NORMAL")
+            self.db.execute("PRAGMA temp_store = MEMORY")
+            self.db.execute("PRAGMA cache_size = -200000")
+        except sqlite3.DatabaseError as err:
+            raise self._error(err) from None
+        self._depth = 0
+        self._runs: dict[int, BandRun] = {}  # the committed band runs read so far
+        self._band_runs = BandRuns()
+
+    def _error(self, err: sqlite3.Error) -> DedupError:
+        text = str(err)
+        if "locked" in text or "busy" in text:
+            return IndexBusyError(
+                f"{self.location}: index is busy (another writer held it for {self.timeout:g} s)"
+            )
+        if isinstance(err, sqlite3.DatabaseError) and (
+            "not a database" in text or "malformed" in text or "no such table" in text
+        ):
+            return IndexFormatError(f"{self.location}: not a dedup index ({text})")
+        return IndexFormatError(f"{self.location}: SQLite error: {text}")
+
+    def _table_names(self) -> set[str]:
+        rows = self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        return {r[0] for r in rows}
+
+    def _check_format(self) -> None:
+        if "meta" not in self._table_names():
+            raise IndexFormatError(f"{self.location}: not a dedup index (a foreign SQLite file)")
+        meta = dict(self.db.execute("SELECT key, value FROM meta").fetchall())
+        if meta.get("format") != FORMAT_NAME:
+            raise IndexFormatError(f"{self.location}: not a dedup index (a foreign SQLite file)")
+        _check_schema(self.location, meta.get("schema"))
+
+    @contextlib.contextmanager
+    def _transaction(self, kind: str) -> Iterator[None]:
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        try:
+            self.db.execute(f"BEGIN {kind}")
+        except sqlite3.Error as err:
+            raise self._error(err) from None
+        self._depth = 1
+        try:
+            yield
+            self.db.execute("COMMIT")
+        except sqlite3.Error as err:
+            self._rollback()
+            raise self._error(err) from None
+        except BaseException:
+            self._rollback()
+            raise
+        finally:
+            self._depth = 0
+
+    def _rollback(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self.db.execute("ROLLBACK")
+
+    def writing(self) -> contextlib.AbstractContextManager[None]:
+        return self._transaction("IMMEDIATE")
+
+    def reading(self) -> contextlib.AbstractContextManager[None]:
+        return self._transaction("DEFERRED")
+
+    def meta(self) -> dict[str, Any] | None:
+        try:
+            if "meta" not in self._table_names():
+                return None
+            meta = dict(self.db.execute("SELECT key, value FROM meta").fetchall())
+        except sqlite3.Error as err:
+            raise self._error(err) from None
+        return meta_record(meta)
+
+    def create(self, params: dict[str, Any], bands: int, rows: int) -> None:
+        with self.writing():
+            if "meta" in self._table_names():
+                return  # another process created it first
+            for statement in _SQLITE_SCHEMA.split(";"):
+                if statement.strip():
+                    self.db.execute(statement)
+            values = {
+                "format": FORMAT_NAME,
+                "schema": str(SCHEMA_VERSION),
+                "params": json.dumps(params, sort_keys=True),
+                "next_cluster": "0",
+                "documents": "0",
+                "version": "0",
+                "lsh": json.dumps([bands, rows]),
+            }
+            self.db.executemany("INSERT INTO meta VALUES (?, ?)", values.items())
+
+    def _temp_ids(self, ids: Iterable[str]) -> None:
+        self.db.execute("CREATE TEMP TABLE IF NOT EXISTS q_ids (id TEXT PRIMARY KEY)")
+        self.db.execute("DELETE FROM q_ids")
+        self.db.executemany("INSERT OR IGNORE INTO q_ids VALUES (?)", ((i,) for i in ids))
+
+    def known(self, ids: Sequence[str]) -> set[str]:
+        with self.reading():
+            self._temp_ids(ids)
+            rows = self.db.execute("SELECT id FROM docs WHERE id IN (SELECT id FROM q_ids)")
+            return {r[0] for r in rows}
+
+    def _keys(self, signatures: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Live rows and their bucket keys (:func:`dedup.candidates.band_keys`) as int64."""
+        live = np.flatnonzero(~np.all(signatures == EMPTY, axis=1))
+        keys = band_keys(signatures[live], self.bands, self.rows).view(np.int64)
+        return live, keys
+
+    def lsh_candidates(
+        self, signatures: np.ndarray, max_bucket: int, min_bands: int = 1
+    ) -> Candidates:
+        live, keys = self._keys(signatures)
+        if live.size == 0:
+            return Candidates.of([])
+        with self.reading():
+            self._sync_runs()
+            owners, docs = self._band_runs.candidates(keys, max_bucket, min_bands)
+            numbers, mates = np.unique(docs, return_inverse=True)
+            # Keys of removed documents stay in their runs: the docs table decides.
+            self._temp_numbers("q_c", numbers.tolist())
+            ids = dict(self.db.execute("SELECT n, id FROM docs WHERE n IN (SELECT n FROM q_c)"))
+        present = np.array([d in ids for d in numbers.tolist()], dtype=bool)
+        names = [ids[d] for d in numbers[present].tolist()]
+        by_id = sorted(range(len(names)), key=names.__getitem__)
+        rank = np.full(numbers.size, -1, dtype=np.int64)
+        rank[np.flatnonzero(present)[by_id]] = np.arange(len(names))
+        mates = rank[mates.ravel()]
+        keep = mates >= 0
+        owners, mates = live[owners[keep]], mates[keep]
+        order = np.lexsort((mates, owners))
+        return Candidates(owners[order], mates[order], [names[k] for k in by_id])
+
+    def _sync_runs(self) -> None:
+        """Bring the in-memory band runs up to the committed ones (inside a transaction)."""
+        listed = self.db.execute("SELECT run FROM lsh_runs ORDER BY first_doc").fetchall()
+        wanted = [run for (run,) in listed]
+        missing = [run for run in wanted if run not in self._runs]
+        if missing:
+            self._temp_numbers("q_r", missing)
+            for run, data in self.db.execute(
+                "SELECT run, data FROM lsh_runs WHERE run IN (SELECT n FROM q_r)"
+            ):
+                self._runs[run] = BandRun.from_bytes(data)
+        self._runs = {run: self._runs[run] for run in wanted}
+        self._band_runs.runs = list(self._runs.values())
+
+    def _row(self, row: Sequence[Any]) -> StoredDocument:
+        features, counts = unpack_features(row[7]) if row[7] else (np.empty(0, np.uint32),) * 2
+        return StoredDocument(
+            id=row[0],
+            cluster=int(row[1]),
+            published=_date(row[2]),
+            title=row[3],
+            source=row[4],
+            snippet=row[5] or "",
+            distinct_terms=int(row[6]),
+            features=features,
+            counts=counts,
+            shingles=_unpack_set(row[8]),
+        )
+
+    _COLUMNS = "id, cluster, published, title, source, snippet, distinct_terms"
+
+    def documents(self, ids: Iterable[str], vectors: bool = True) -> dict[str, StoredDocument]:
+        blobs = "features, shingles" if vectors else "NULL, NULL"
+        with self.reading():
+            self._temp_ids(ids)
+            rows = self.db.execute(
+                f"SELECT {self._COLUMNS}, {blobs} FROM docs WHERE id IN (SELECT id FROM q_ids)"
+            ).fetchall()
+        return {r[0]: self._row(r) for r in rows}
+
+    def df_runs(self, after: int) -> tuple[list[tuple[int, bool, np.ndarray, np.ndarray]], int]:
+        with self.reading():
+            db = self.db
+            start = db.execute(
+                "SELECT COALESCE(MAX(run), ?) FROM df_runs WHERE full = 1 AND run > ?",
+                (after + 1, after),
+            ).fetchone()[0]
+            rows = db.execute(
+                "SELECT run, full, features, counts FROM df_runs WHERE run >= ? ORDER BY run",
+                (start,),
+            ).fetchall()
+            total = int(db.execute("SELECT value FROM meta WHERE key = 'documents'").fetchone()[0])
+        return [(r, bool(full), *unpack_counts(f, c)) for r, full, f, c in rows], total
+
+    def cluster_sizes(self, clusters: Iterable[int]) -> dict[int, int]:
+        with self.reading():
+            self._temp_numbers("q_c", clusters)
+            rows = self.db.execute(
+                "SELECT cluster, COUNT(*) FROM docs WHERE cluster IN (SELECT n FROM q_c) "
+                "GROUP BY cluster"
+            ).fetchall()
+        return {int(c): int(k) for c, k in rows}
+
+    def cluster_links(
+        self, clusters: Iterable[int]
+    ) -> tuple[dict[int, list[str]], list[tuple[str, str, float]]]:
+        members: dict[int, list[str]] = {}
+        with self.reading():
+            self._temp_numbers("q_c", clusters)
+            for c, doc_id in self.db.execute(
+                "SELECT cluster, id FROM docs WHERE cluster IN (SELECT n FROM q_c) ORDER BY id"
+            ):
+                members.setdefault(int(c), []).append(doc_id)
+            links = self.db.execute(
+                "SELECT da.id, db.id, l.score FROM docs da JOIN links l ON l.a = da.n "
+                "JOIN docs db ON db.n = l.b WHERE da.cluster IN (SELECT n FROM q_c) "
+                "AND db.cluster IN (SELECT n FROM q_c)"
+            ).fetchall()
+        return members, [(a, b, float(score)) for a, b, score in links]
+
+    def _temp_numbers(self, table: str, values: Iterable[int]) -> None:
+        self.db.execute(f"CREATE TEMP TABLE IF NOT EXISTS {table} (n INTEGER PRIMARY KEY)")
+        self.db.execute(f"DELETE FROM {table}")
+        self.db.executemany(
+            f"INSERT OR IGNORE INTO {table} VALUES (?)", ((int(v),) for v in values)
+        )
+
+    def commit(self, batch: Batch) -> None:
+        db = self.db
+        try:
+            db.executemany(
+                "INSERT INTO docs (id, cluster, published, title, source, snippet, distinct_terms,"
+                " features, shingles) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    (
+                        d.id,
+                        d.cluster,
+                        d.published.isoformat() if d.published else None,
+                        d.title,
+                        d.source,
+                        d.snippet,
+                        d.distinct_terms,
+                        pack_features(d.features, d.counts),
+                        _pack_set(d.shingles),
+                    )
+                    for d in batch.documents
+                ),
+            )
+            number = dict(
+                db.execute(
+                    "SELECT id, n FROM docs ORDER BY n DESC LIMIT ?", (len(batch.documents),)
+                ).fetchall()
+            )
+            live, keys = self._keys(batch.signatures)
+            docs = np.array([number[batch.documents[k].id] for k in live.tolist()], np.int64)
+            self._add_run(BandRun.of(docs, keys))
+            db.executemany(
+                "UPDATE docs SET cluster = ? WHERE id = ?",
+                ((c, doc_id) for doc_id, c in batch.moved.items()),
+            )
+            # Links by id: resolve both ends to row numbers in one statement.
+            db.execute("CREATE TEMP TABLE IF NOT EXISTS q_links (a TEXT, b TEXT, score REAL)")
+            db.execute("DELETE FROM q_links")
+            db.executemany("INSERT INTO q_links VALUES (?, ?, ?)", batch.links)
+            db.execute(
+                "INSERT INTO links SELECT da.n, db.n, q.score FROM q_links q "
+                "JOIN docs da ON da.id = q.a JOIN docs db ON db.id = q.b WHERE true "
+                "ON CONFLICT DO UPDATE SET score = excluded.score"
+            )
+            version = self._bump_version()
+            if batch.df_full:
+                db.execute("DELETE FROM df_runs")
+            db.execute(
+                "INSERT INTO df_runs VALUES (?, ?, ?, ?)",
+                (version, int(batch.df_full), *pack_counts(batch.df_features, batch.df_counts)),
+            )
+            batch.df_run = version
+            db.execute(
+                "UPDATE meta SET value = CAST(value AS INTEGER) + ? WHERE key = 'documents'",
+                (len(batch.documents),),
+            )
+            db.execute(
+                "UPDATE meta SET value = ? WHERE key = 'next_cluster'", (str(batch.next_cluster),)
+            )
+        except sqlite3.Error as err:
+            raise self._error(err) from None
+
+    def _add_run(self, run: BandRun) -> None:
+        """Write a commit's band run, merging the newest runs as :func:`merge_plan` says."""
+        self._sync_runs()
+        runs = list(self._runs.items())
+        merge = merge_plan([r.docs.size for _, r in runs] + [run.docs.size])
+        if merge:
+            for number, older in reversed(runs[len(runs) + 1 - merge :]):
+                run = older.merged(run)
+                self.db.execute("DELETE FROM lsh_runs WHERE run = ?", (number,))
+        if run.docs.size:
+            written = self.db.execute(
+                "INSERT INTO lsh_runs (first_doc, documents, data) VALUES (?, ?, ?)",
+                (int(run.docs[0]), int(run.docs.size), run.to_bytes()),
+            )
+            # Cached now, not read back; a rolled-back commit's run is dropped on the next sync.
+            self._runs[written.lastrowid] = run
+
+    def _bump_version(self) -> int:
+        self.db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'version'")
+        return int(self.db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()[0])
+
+    def remove(self, ids: Sequence[str]) -> list[str]:
+        db = self.db
+        present = []
+        removed: list[np.ndarray] = []
+        for doc_id in ids:
+            row = db.execute("SELECT n, features FROM docs WHERE id = ?", (doc_id,)).fetchone()
+            if row is None:
+                continue
+            present.append(doc_id)
+            removed.append(unpack_features(row[1])[0])
+            db.execute("DELETE FROM links WHERE a = ? OR b = ?", (row[0], row[0]))
+            db.execute("DELETE FROM docs WHERE n = ?", (row[0],))
+            # LSH rows of a removed document are left behind: candidates join on docs.
+        if present:
+            # A run of negative counts takes the documents out of the frequencies.
+            features, counts = np.unique(np.concatenate(removed), return_counts=True)
+            version = self._bump_version()
+            db.execute(
+                "INSERT INTO df_runs VALUES (?, 0, ?, ?)",
+                (version, *pack_counts(features, -counts)),
+            )
+        db.execute(
+            "UPDATE meta SET value = CAST(value AS INTEGER) - ? WHERE key = 'documents'",
+            (len(present),),
+        )
+        return present
+
+    def all_documents(self) -> list[StoredDocument]:
+        with self.reading():
+            rows = self.db.execute(
+                f"SELECT {self._COLUMNS}, NULL, NULL FROM docs ORDER BY id"
+            ).fetchall()
+        return [self._row(r) for r in rows]
+
+    def all_links(self) -> list[tuple[str, str, float]]:
+        with self.reading():
+            rows = self.db.execute(
+                "SELECT da.id, db.id, l.score FROM links l "
+                "JOIN docs da ON da.n = l.a JOIN docs db ON db.n = l.b"
+            ).fetchall()
+        return [(a, b, float(s)) for a, b, s in rows]
+
+    def counts(self) -> dict[str, int]:
+        with self.reading():
+            one = self.db.execute
+            return {
+                "documents": one("SELECT COUNT(*) FROM docs").fetchone()[0],
+                "clusters": one("SELECT COUNT(DISTINCT cluster) FROM docs").fetchone()[0],
+                "links": one("SELECT COUNT(*) FROM links").fetchone()[0],
+            }
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self.db.close()

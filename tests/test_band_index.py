@@ -1,0 +1,88 @@
+"""Tests for dedup.band_index: in-memory band runs against a plain dict of buckets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dedup.band_index import BandRun, BandRuns, merge_plan, reference_bucket_mates
+
+
+@st.composite
+def stored_runs(draw):
+    """Runs of ascending document numbers with few distinct keys (big buckets), and queries."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    bands = draw(st.integers(1, 6))
+    spread = draw(st.integers(1, 5))
+    runs, first = [], draw(st.integers(0, 3))
+    for size in draw(st.lists(st.integers(0, 25), min_size=1, max_size=5)):
+        docs = first + np.cumsum(rng.integers(1, 4, size))
+        first = int(docs[-1]) + 1 if size else first
+        runs.append((docs, rng.integers(0, spread, (size, bands)).astype(np.uint64)))
+    queries = rng.integers(0, spread + 1, (draw(st.integers(0, 12)), bands)).astype(np.uint64)
+    return runs, queries, draw(st.integers(0, 8)), draw(st.integers(1, bands))
+
+
+def pairs_of(owners, docs) -> set[tuple[int, int]]:
+    return set(zip(owners.tolist(), docs.tolist(), strict=True))
+
+
+@settings(max_examples=150, deadline=None)
+@given(case=stored_runs())
+def test_candidates_equal_the_dict_of_buckets(case):
+    runs, queries, max_bucket, min_bands = case
+    index = BandRuns()
+    index.runs = [BandRun.of(docs, keys) for docs, keys in runs]
+    owners, docs = index.candidates(queries, max_bucket, min_bands)
+    assert pairs_of(owners, docs) == reference_bucket_mates(runs, queries, max_bucket, min_bands)
+    assert np.all(np.diff(owners * (docs.max(initial=0) + 1) + docs) > 0)  # by owner, then doc
+
+
+@settings(max_examples=100, deadline=None)
+@given(case=stored_runs())
+def test_merged_runs_give_the_same_candidates(case):
+    runs, queries, max_bucket, min_bands = case
+    separate, merged = BandRuns(), BandRuns()
+    separate.runs = [BandRun.of(docs, keys) for docs, keys in runs]
+    one = separate.runs[0]
+    for run in separate.runs[1:]:
+        one = one.merged(run)
+    merged.runs = [BandRun.from_bytes(one.to_bytes())]
+    assert pairs_of(*merged.candidates(queries, max_bucket, min_bands)) == pairs_of(
+        *separate.candidates(queries, max_bucket, min_bands)
+    )
+
+
+def test_a_bucket_over_the_bound_gives_its_latest_documents():
+    index = BandRuns()
+    index.runs = [
+        BandRun.of(np.array([1, 2, 3]), np.full((3, 1), 7)),
+        BandRun.of(np.array([8, 9]), np.array([[7], [5]])),
+    ]
+    owners, docs = index.candidates(np.array([[7]], np.uint64), max_bucket=2, min_bands=1)
+    assert docs.tolist() == [3, 8] and owners.tolist() == [0, 0]
+    _, docs = index.candidates(np.array([[7]], np.uint64), max_bucket=0, min_bands=1)
+    assert docs.tolist() == [1, 2, 3, 8]
+
+
+def test_runs_need_ascending_documents():
+    with pytest.raises(ValueError, match="ascend"):
+        BandRun.of(np.array([3, 2]), np.zeros((2, 1)))
+    older = BandRun.of(np.array([5]), np.zeros((1, 1)))
+    with pytest.raises(ValueError, match="higher"):
+        older.merged(BandRun.of(np.array([4]), np.zeros((1, 1))))
+
+
+def test_merge_plan_keeps_about_log_runs():
+    sizes: list[int] = []
+    for _ in range(100):
+        sizes.append(10_000)
+        merge = merge_plan(sizes)
+        if merge:
+            sizes[-merge:] = [sum(sizes[-merge:])]
+        assert sum(sizes) == 10_000 * (_ + 1)
+        assert len(sizes) <= 8  # log2(100) + 1
+    assert merge_plan([100]) == 0 and merge_plan([1000, 10]) == 0
+    assert merge_plan([10, 10]) == 2 and merge_plan([40, 20, 10, 10]) == 4
