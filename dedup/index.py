@@ -203,9 +203,11 @@ class StoryIndex:
         return [by_id[d.id] for d in docs]
 
     def query(self, documents: Iterable[DocumentLike]) -> list[Assignment]:
-        """Which clusters the documents would join, with scores; changes nothing."""
+        """Which clusters the documents would join, with scores, in input order; changes nothing."""
         docs = as_documents(documents)
-        return self._consistent(lambda: self._plan(docs, write=False).assignments)
+        planned = self._consistent(lambda: self._plan(docs, write=False).assignments)
+        by_id = {a.id: a for a in planned}  # the plan works in id order
+        return [by_id[d.id] for d in docs]
 
     def _consistent(self, read: Callable[[], _T]) -> _T:
         """``read()`` in one snapshot; on a store without snapshots (Redis), read

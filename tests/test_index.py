@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -91,6 +92,24 @@ def test_query_is_read_only_and_finds_the_cluster(location):
         partner = next(d.id for d in docs[1:] if added[d.id] == answer.cluster)
         assert answer.cluster is not None and answer.matches and partner
         assert index.stats()["documents"] == len(docs) - 1
+
+
+def test_a_copy_joins_within_days_and_not_a_year_later(location):
+    # Pairs too far apart in time to reach a link are dropped before their
+    # vectors are read; a near one must still be scored.
+    docs = _examples()
+    with StoryIndex(location) as index:
+        added = {a.id: a.cluster for a in index.add(docs)}
+        source = next(d for d in docs if d.published is not None)
+        probe = dict(text=source.text, title=source.title)
+        near, far = index.query(
+            [
+                dict(probe, id="near", published=source.published + timedelta(days=1)),
+                dict(probe, id="far", published=source.published + timedelta(days=400)),
+            ]
+        )
+        assert (near.id, near.status, near.cluster) == ("near", "joined", added[source.id])
+        assert (far.id, far.status, far.matches) == ("far", "new", ())
 
 
 def test_remove_and_clusters(location):
