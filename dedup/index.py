@@ -514,7 +514,8 @@ class StoryIndex:
             facts = self.store.documents(ids, vectors=False)
             listed = np.array([doc_id in facts for doc_id in ids], dtype=bool)
             stored = [facts[doc_id] for doc_id in ids if doc_id in facts]
-            position = np.cumsum(listed) - 1 + len(docs)  # of each id, among the nodes below
+            # Nodes: the new documents, then the stored ones still listed, in id order.
+            node_of_id = np.cumsum(listed) - 1 + len(docs)
             published = publication_days(
                 [d.published for d in docs] + [f.published for f in stored]
             )
@@ -522,11 +523,11 @@ class StoryIndex:
             weights = length_weights(lengths.astype(np.int64), params.length_reference)
             keep = listed[mates]
             owners, mates = owners[keep], mates[keep]
+            nodes = node_of_id[mates]
             decays = date_decays(
-                published, owners, position[mates], params.time_window_days, params.time_scale_days
+                published, owners, nodes, params.time_window_days, params.time_scale_days
             )
-            ceilings = score_ceilings(weights, decays, owners, position[mates])
-            reach = ceilings >= params.threshold * LINK_FLOOR
+            reach = score_ceilings(weights, decays, owners, nodes) >= params.threshold * LINK_FLOOR
             owners, mates = owners[reach], mates[reach]
         return list(zip(owners.tolist(), [ids[m] for m in mates.tolist()], strict=True))
 
