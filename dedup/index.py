@@ -50,7 +50,6 @@ from dedup.stores import (
 from dedup.vectors import (
     DocumentFrequencies,
     length_weights,
-    lookup_counts,
     merge_counts,
     stacked_rows,
     tfidf_rows,
@@ -123,7 +122,7 @@ class StoryIndex:
         # Document frequencies as of store run ``_df_run`` (see _frequencies).
         self._df_run = -1
         self._df_pending = 0  # runs read since the last full one
-        self._df: tuple[np.ndarray, np.ndarray] = (np.empty(0, np.uint32), np.empty(0, np.int64))
+        self._df = DocumentFrequencies(np.empty(0, np.uint32), np.empty(0, np.int64), 0)
 
     def _open(self, preset: str | None, options: dict[str, Any]) -> Params:
         asked = {k: v for k, v in options.items() if v is not None}
@@ -185,14 +184,18 @@ class StoryIndex:
             plan = self._plan([d for d in docs if d.id not in present], write=True)
             batch = plan.batch
             if batch.documents:
-                merged = merge_counts(*self._df, batch.df_features, batch.df_counts)
+                merged = merge_counts(
+                    self._df.features, self._df.counts, batch.df_features, batch.df_counts
+                )
                 if self._df_pending + 1 >= _DF_RUNS:
                     # Too many runs to read on open: write the whole table as one.
                     batch.df_full = True
                     batch.df_features, batch.df_counts = merged
                 self.store.commit(batch)
                 # The commit is the next run: keep the merge instead of reading it back.
-                self._df, self._df_run = merged, batch.df_run
+                total = self._df.documents + len(batch.documents)
+                self._df = DocumentFrequencies(*merged, total)
+                self._df_run = batch.df_run
                 self._df_pending = 0 if batch.df_full else self._df_pending + 1
         by_id = {a.id: a for a in plan.assignments}
         if present:
@@ -276,7 +279,7 @@ class StoryIndex:
 
     # --- the incremental step -----------------------------------------------------
 
-    def _frequencies(self) -> tuple[np.ndarray, np.ndarray, int]:
+    def _frequencies(self) -> DocumentFrequencies:
         """The store's document frequencies, cached in memory and brought up to date.
 
         The store keeps them as runs (one per commit, merged now and then);
@@ -284,14 +287,18 @@ class StoryIndex:
         after batch, or a process answering query after query, reads them once.
         """
         runs, total = self.store.df_runs(self._df_run)
+        table = self._df.features, self._df.counts
         for run, full, features, counts in runs:
             if full:
-                self._df, self._df_pending = (features, counts), 0
+                table, self._df_pending = (features, counts), 0
             else:
-                self._df = merge_counts(*self._df, features, counts)
+                table = merge_counts(*table, features, counts)
                 self._df_pending += 1
             self._df_run = run
-        return self._df[0], self._df[1], total
+        if runs or total != self._df.documents:
+            # A new object, so its search directory is built afresh when first used.
+            self._df = DocumentFrequencies(*table, total)
+        return self._df
 
     def _featurise(
         self, docs: Sequence[Document]
@@ -321,17 +328,15 @@ class StoryIndex:
             return _Plan([], Batch())
         feats, tfs, distinct, sets = self._featurise(docs)
         batch_df = DocumentFrequencies.count(feats)
-        stored_features, stored_counts, stored_n = self._frequencies()
-        total = stored_n + n
+        stored_df = self._frequencies()
+        total = stored_df.documents + n
         cosine = params.similarity == "cosine"
 
         # Vectors of the new documents, IDF from the store plus the batch, so a
         # verdict does not depend on which batch an article came in with.
         new_matrix = new_columns = None
         if cosine:
-            new_df = (
-                lookup_counts(stored_features, stored_counts, batch_df.features) + batch_df.counts
-            )
+            new_df = stored_df.counts_of(batch_df.features) + batch_df.counts
             frequencies = DocumentFrequencies(batch_df.features, new_df, total)
             # Over features another document holds too, as the batch run's
             # matrix: keywords are picked among them, and no score changes.
@@ -361,9 +366,7 @@ class StoryIndex:
         if cosine:
             old_union = unique_sorted(np.concatenate([d.features for d in old])) if old else None
             if old_union is not None:
-                old_df = lookup_counts(stored_features, stored_counts, old_union) + lookup_counts(
-                    batch_df.features, batch_df.counts, old_union
-                )
+                old_df = stored_df.counts_of(old_union) + batch_df.counts_of(old_union)
                 old_matrix, old_columns = tfidf_rows(
                     [d.features for d in old],
                     [d.counts for d in old],
@@ -548,9 +551,7 @@ class StoryIndex:
         matrix = weights = hash_sets = None
         if params.similarity == "cosine":
             union = unique_sorted(np.concatenate([d.features for d in stored]))
-            df = lookup_counts(*self._df, union) + lookup_counts(
-                batch_df.features, batch_df.counts, union
-            )
+            df = self._df.counts_of(union) + batch_df.counts_of(union)
             matrix, _ = tfidf_rows(
                 [d.features for d in stored],
                 [d.counts for d in stored],

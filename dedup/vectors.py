@@ -15,6 +15,7 @@ clusters' vector sums divided by their sizes is their mean pairwise score.
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,6 +40,9 @@ from dedup.shingle import (
 # Cells (document, feature) per block of :func:`_weighted_rows`: bounds its temporaries
 # to a few hundred MB.
 _BLOCK_CELLS = 1 << 22
+# Tables of at least this many features are searched through a SortedHashes;
+# a smaller one costs less to binary-search than to index.
+_DIRECTED_SEARCH_SIZE = 1 << 16
 
 
 def feature_hashes(terms: Sequence[str], max_n: int = 2) -> np.ndarray:
@@ -150,13 +154,26 @@ class DocumentFrequencies:
         )
 
     def counts_of(self, features: np.ndarray) -> np.ndarray:
-        """Documents holding each of ``features`` (0 for one not counted)."""
+        """Documents holding each of ``features`` (0 for one not counted).
+
+        A large table is searched through a :class:`SortedHashes` built on the
+        first call and kept: an index answering query after query looks up
+        each one's features in millions.
+        """
         df = np.zeros(len(features), dtype=np.int64)
         if self.features.size:
-            position = np.minimum(np.searchsorted(self.features, features), self.features.size - 1)
+            if self.features.size >= _DIRECTED_SEARCH_SIZE:
+                position = self._search.positions(features)
+            else:
+                position = np.searchsorted(self.features, features)
+            position = np.minimum(position, self.features.size - 1)
             found = self.features[position] == features
             df[found] = self.counts[position[found]]
         return df
+
+    @functools.cached_property
+    def _search(self) -> SortedHashes:
+        return SortedHashes.of(self.features)
 
     def idf(self, features: np.ndarray) -> np.ndarray:
         """Smoothed IDF, ``ln((1 + N) / (1 + df)) + 1``; unseen features get ``df = 0``."""
@@ -451,11 +468,6 @@ def reference_top_features(
     chosen = chosen[np.lexsort((hashes[chosen], owner[chosen]))]
     bounds = np.searchsorted(owner[chosen], np.arange(1, n))
     return np.split(hashes[chosen].astype(np.uint32), bounds)
-
-
-def lookup_counts(features: np.ndarray, counts: np.ndarray, wanted: np.ndarray) -> np.ndarray:
-    """``counts`` of each of ``wanted`` in the sorted ``features`` (0 where absent)."""
-    return DocumentFrequencies(features, counts, 0).counts_of(wanted)
 
 
 def merge_counts(

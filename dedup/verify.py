@@ -21,6 +21,8 @@ _EPOCH = datetime(1970, 1, 1)
 _DAY = timedelta(days=1)
 # Pairs scored per sparse batch: bounds the temporary row copies to a few MB.
 _PAIR_BATCH = 1 << 16
+# Fewest pairs that each thread of pair_cosines takes: starting one costs more.
+_MIN_THREAD_PAIRS = 1 << 12
 
 
 def pair_cosines(
@@ -58,8 +60,8 @@ def pair_cosines(
         cols,
     )
     # Each thread takes a contiguous run of the ordered pairs; the kernel
-    # releases the GIL.
-    runs = np.array_split(order, max(1, min(jobs, rows.size)))
+    # releases the GIL. A few pairs (an index query's) are not worth a thread.
+    runs = np.array_split(order, max(1, min(jobs, rows.size // _MIN_THREAD_PAIRS)))
     if len(runs) == 1:
         _pair_dots(*arrays, runs[0], out)
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections import Counter
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.feature_extraction.text import TfidfVectorizer
 
+import dedup.vectors as vectors_module
 from dedup.shingle import shingle_hash_of, shingle_hashes, term_hashes
 from dedup.vectors import (
     DocumentFrequencies,
@@ -626,3 +628,24 @@ def test_idf_of_counts_is_the_same_by_table_or_directly():
     direct = np.log((1.0 + 1000) / (1.0 + df)) + 1.0
     np.testing.assert_array_equal(by_table, direct)
     np.testing.assert_array_equal(frequencies.idf_of_counts(df[:10]), direct[:10])
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    table=st.dictionaries(st.integers(0, 2**32 - 1), st.integers(1, 50), max_size=300),
+    wanted=st.lists(st.integers(0, 2**32 - 1), max_size=50),
+    directed=st.booleans(),
+)
+def test_counts_of_equal_a_dict_lookup(table, wanted, directed):
+    features = np.array(sorted(table), dtype=np.uint32)
+    counts = np.array([table[f] for f in sorted(table)], dtype=np.int64)
+    frequencies = DocumentFrequencies(features, counts, 100)
+    # Some wanted features from the table, some not; the directed search for
+    # a table of any size, as an index's millions of features get it.
+    queries = np.array(wanted + list(table)[: len(wanted)], dtype=np.uint32)
+    with mock.patch.object(vectors_module, "_DIRECTED_SEARCH_SIZE", 1 if directed else 2**40):
+        got = frequencies.counts_of(queries)
+        again = frequencies.counts_of(queries)  # the second call reuses the directory
+    expected = [table.get(int(q), 0) for q in queries]
+    assert got.tolist() == expected
+    assert again.tolist() == expected

@@ -7,6 +7,7 @@ import os
 import time
 import zlib
 from datetime import datetime, timedelta, timezone
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -228,9 +229,10 @@ def test_pair_cosines_with_rows_of_very_different_lengths():
 def test_pair_cosines_do_not_depend_on_the_threads(case, jobs):
     term_lists, rows, cols = case
     matrix, _ = tfidf_matrix(term_lists)
-    np.testing.assert_array_equal(
-        pair_cosines(matrix, rows, cols, jobs), pair_cosines(matrix, rows, cols)
-    )
+    # Threads for a handful of pairs too, which pair_cosines would not start.
+    with mock.patch.object(verify_module, "_MIN_THREAD_PAIRS", 1):
+        threaded = pair_cosines(matrix, rows, cols, jobs)
+    np.testing.assert_array_equal(threaded, pair_cosines(matrix, rows, cols))
 
 
 @settings(max_examples=100, deadline=None)
