@@ -14,6 +14,7 @@ version the tests hold it to.
 from __future__ import annotations
 
 import io
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numba
@@ -25,6 +26,8 @@ from dedup.candidates import grown
 # Merge the newest runs while the older of the last two holds at most this
 # many times the newer's documents: about log2(documents / batch) runs stay.
 _MERGE_RATIO = 2
+# Fewest signatures each thread of BandRuns.candidates takes: a query's one is not worth it.
+_MIN_THREAD_ROWS = 256
 
 
 @dataclass(frozen=True)
@@ -100,12 +103,13 @@ class BandRuns:
         self.runs: list[BandRun] = []
 
     def candidates(
-        self, band_keys: np.ndarray, max_bucket: int, min_bands: int
+        self, band_keys: np.ndarray, max_bucket: int, min_bands: int, jobs: int = 1
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(owner, doc)`` pairs, by owner then doc: row ``owner`` of ``band_keys``
         shares at least ``min_bands`` buckets with stored document ``doc``.
 
         Each bucket gives its latest ``max_bucket`` documents (all when 0).
+        ``jobs`` threads share the rows; the pairs do not depend on it.
         """
         band_keys = np.ascontiguousarray(band_keys, dtype=np.uint64)
         if not self.runs or band_keys.shape[0] == 0:
@@ -114,7 +118,22 @@ class BandRuns:
         for run in self.runs:
             keys.append(run.keys)
             members.append(run.members)
-        return _bucket_mates(keys, members, band_keys, max_bucket, min_bands)
+        # Contiguous blocks of rows, one per thread (the kernel releases the
+        # GIL); a block's owners count from its first row.
+        count = max(1, min(jobs, band_keys.shape[0] // _MIN_THREAD_ROWS))
+        starts = [band_keys.shape[0] * t // count for t in range(count + 1)]
+
+        def block(t: int) -> tuple[np.ndarray, np.ndarray]:
+            owners, docs = _bucket_mates(
+                keys, members, band_keys[starts[t] : starts[t + 1]], max_bucket, min_bands
+            )
+            return owners + starts[t], docs
+
+        if count == 1:
+            return block(0)
+        with ThreadPoolExecutor(count) as pool:
+            parts = list(pool.map(block, range(count)))
+        return np.concatenate([o for o, _ in parts]), np.concatenate([d for _, d in parts])
 
 
 @numba.njit(cache=True, nogil=True)

@@ -353,7 +353,9 @@ class StoryIndex:
             sigs, self.bands, self.rows, params.max_bucket, min_bands
         )
         old_pairs = self._reachable(
-            self.store.lsh_candidates(sigs, params.max_bucket, min_bands), docs, distinct
+            self.store.lsh_candidates(sigs, params.max_bucket, min_bands, default_jobs()),
+            docs,
+            distinct,
         )
         found = self.store.documents(sorted({doc_id for _, doc_id in old_pairs}))
         old_ids = sorted(found)

@@ -149,7 +149,7 @@ class RedisStore(Store):
         return {i for i, c in zip(ids, found, strict=True) if c is not None}
 
     def lsh_candidates(
-        self, signatures: np.ndarray, max_bucket: int, min_bands: int = 1
+        self, signatures: np.ndarray, max_bucket: int, min_bands: int = 1, jobs: int = 1
     ) -> Candidates:
         live = np.flatnonzero(~np.all(signatures == EMPTY, axis=1)).tolist()
         counted: Counter[tuple[int, bytes]] = Counter()

@@ -191,14 +191,14 @@ class SQLiteStore(Store):
         return live, keys
 
     def lsh_candidates(
-        self, signatures: np.ndarray, max_bucket: int, min_bands: int = 1
+        self, signatures: np.ndarray, max_bucket: int, min_bands: int = 1, jobs: int = 1
     ) -> Candidates:
         live, keys = self._keys(signatures)
         if live.size == 0:
             return Candidates.of([])
         with self.reading():
             self._sync_runs()
-            owners, docs = self._band_runs.candidates(keys, max_bucket, min_bands)
+            owners, docs = self._band_runs.candidates(keys, max_bucket, min_bands, jobs)
             numbers, mates = np.unique(docs, return_inverse=True)
             # Keys of removed documents stay in their runs: the docs table decides.
             self._temp_numbers("q_c", numbers.tolist())

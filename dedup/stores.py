@@ -185,14 +185,15 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def lsh_candidates(
-        self, signatures: np.ndarray, max_bucket: int, min_bands: int = 1
+        self, signatures: np.ndarray, max_bucket: int, min_bands: int = 1, jobs: int = 1
     ) -> Candidates:
         """The committed documents sharing LSH buckets with each signature.
 
         Signatures that are all ``EMPTY`` are never candidates. With ``max_bucket``
         > 0, at most that many documents per bucket, the latest added. A pair
         must share at least ``min_bands`` buckets, as in
-        :func:`dedup.candidates.candidate_pairs`.
+        :func:`dedup.candidates.candidate_pairs`. A store may use ``jobs``
+        threads; the candidates do not depend on it.
         """
 
     @abc.abstractmethod

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dedup import band_index
 from dedup.band_index import BandRun, BandRuns, merge_plan, reference_bucket_mates
 
 
@@ -30,12 +33,14 @@ def pairs_of(owners, docs) -> set[tuple[int, int]]:
 
 
 @settings(max_examples=150, deadline=None)
-@given(case=stored_runs())
-def test_candidates_equal_the_dict_of_buckets(case):
+@given(case=stored_runs(), jobs=st.integers(1, 4))
+def test_candidates_equal_the_dict_of_buckets(case, jobs):
     runs, queries, max_bucket, min_bands = case
     index = BandRuns()
     index.runs = [BandRun.of(docs, keys) for docs, keys in runs]
-    owners, docs = index.candidates(queries, max_bucket, min_bands)
+    # Threads for a few signatures too, which candidates would not start.
+    with mock.patch.object(band_index, "_MIN_THREAD_ROWS", 1):
+        owners, docs = index.candidates(queries, max_bucket, min_bands, jobs)
     assert pairs_of(owners, docs) == reference_bucket_mates(runs, queries, max_bucket, min_bands)
     assert np.all(np.diff(owners * (docs.max(initial=0) + 1) + docs) > 0)  # by owner, then doc
 
