@@ -22,7 +22,7 @@ _DAY = timedelta(days=1)
 # Pairs scored per sparse batch: bounds the temporary row copies to a few MB.
 _PAIR_BATCH = 1 << 16
 # Fewest pairs that each thread of pair_cosines takes: starting one costs more.
-_MIN_THREAD_PAIRS = 1 << 12
+_MIN_THREAD_PAIRS = 1 << 8
 
 
 def pair_cosines(
