@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
+from scipy import sparse
 
 from dedup.analysis import analyse_documents, default_jobs, needs_shingles
 from dedup.candidates import candidate_pairs, lsh_params
@@ -34,7 +35,6 @@ from dedup.linkage import average_linkage, single_linkage
 from dedup.params import Params, resolve_params
 from dedup.pipeline import LINK_FLOOR, DocumentLike, _build_result, as_documents
 from dedup.records import Assignment, ClusterResult, Document
-from dedup.shingle import unique_sorted
 from dedup.signature import signatures
 from dedup.stores import (
     Batch,
@@ -52,6 +52,7 @@ from dedup.vectors import (
     length_weights,
     merge_counts,
     stacked_rows,
+    summed_tfidf_rows,
     tfidf_rows,
     top_features,
 )
@@ -365,14 +366,14 @@ class StoryIndex:
         cols = np.concatenate([new_cols, np.array([j for _, j in pairs], np.int64)])
         old = [found[d] for d in old_ids]
         published = [d.published for d in docs] + [d.published for d in old]
+        old_rows = None  # the stored candidates' TF-IDF rows, which the rescoring reuses
         if cosine:
-            old_union = unique_sorted(np.concatenate([d.features for d in old])) if old else None
-            if old_union is not None:
-                old_df = stored_df.counts_of(old_union) + batch_df.counts_of(old_union)
-                old_matrix, old_columns = tfidf_rows(
-                    [d.features for d in old],
-                    [d.counts for d in old],
-                    DocumentFrequencies(old_union, old_df, total),
+            if old:
+                old_matrix, old_columns = summed_tfidf_rows(old, (self._df, batch_df), total)
+                old_rows = (
+                    old_matrix,
+                    old_columns,
+                    {doc_id: k for k, doc_id in enumerate(old_ids)},
                 )
                 matrix = stacked_rows(new_matrix, new_columns, old_matrix, old_columns)
             else:
@@ -410,7 +411,7 @@ class StoryIndex:
             ends = sorted({a for a, _, _ in stored} | {b for _, b, _ in stored})
             fetched = self.store.documents([e for e in ends if e not in found])
             ends_docs = {e: found[e] if e in found else fetched[e] for e in ends}
-            fresh = self._rescore(stored, ends_docs, batch_df, total)
+            fresh = self._rescore(stored, ends_docs, batch_df, total, old_rows)
             stored = [(a, b, s) for (a, b, _), s in zip(stored, fresh.tolist(), strict=True)]
         node_ids = [d.id for d in docs] + sorted(m for c in touched for m in members[c])
         at = {doc_id: k for k, doc_id in enumerate(node_ids)}
@@ -542,23 +543,29 @@ class StoryIndex:
         documents: dict[str, StoredDocument],
         batch_df: DocumentFrequencies,
         total: int,
+        known: tuple[sparse.csr_matrix, np.ndarray, dict[str, int]] | None = None,
     ) -> np.ndarray:
-        """Scores of stored links between stored documents, with the frequencies of today."""
+        """Scores of stored links between stored documents, with the frequencies of today.
+
+        ``known`` holds rows already built with the same frequencies (a
+        matrix, its columns and the row of each id): those documents' rows
+        are taken from it, the others are built.
+        """
         params = self.params
-        ids = sorted(documents)
+        row_of = known[2] if known else {}
+        ids = sorted(documents, key=lambda i: (i not in row_of, i))  # those with rows first
+        have = sum(1 for i in ids if i in row_of)
         position = {doc_id: k for k, doc_id in enumerate(ids)}
         rows = np.array([position[a] for a, _, _ in links], dtype=np.int64)
         cols = np.array([position[b] for _, b, _ in links], dtype=np.int64)
         stored = [documents[i] for i in ids]
         matrix = weights = hash_sets = None
         if params.similarity == "cosine":
-            union = unique_sorted(np.concatenate([d.features for d in stored]))
-            df = self._df.counts_of(union) + batch_df.counts_of(union)
-            matrix, _ = tfidf_rows(
-                [d.features for d in stored],
-                [d.counts for d in stored],
-                DocumentFrequencies(union, df, total),
-            )
+            if have:
+                matrix = known[0][[row_of[i] for i in ids[:have]]]
+            if have < len(ids):
+                built, columns = summed_tfidf_rows(stored[have:], (self._df, batch_df), total)
+                matrix = built if matrix is None else stacked_rows(matrix, known[1], built, columns)
             lengths = np.array([d.distinct_terms for d in stored], dtype=np.int64)
             weights = length_weights(lengths, params.length_reference)
         else:

@@ -19,6 +19,7 @@ import functools
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numba
 import numpy as np
@@ -285,6 +286,23 @@ def fitted_tfidf_rows(
     kept = df >= min_documents if min_documents > 1 else None
     matrix = _weighted_rows(features, counts, table, idf, None, kept, unlisted)
     return matrix, table if kept is None else table[kept]
+
+
+def summed_tfidf_rows(
+    documents: Sequence[Any], tables: Sequence[DocumentFrequencies], total: int
+) -> tuple[sparse.csr_matrix, np.ndarray]:
+    """:func:`tfidf_rows` of ``documents`` (each with ``features`` and ``counts``), with
+    document frequencies summed over ``tables`` of ``total`` documents in all.
+
+    An index scores stored documents with its stored frequencies plus the
+    batch's, so a verdict does not depend on the batch an article came in with.
+    """
+    features = [d.features for d in documents]
+    union = unique_sorted(np.concatenate(features))
+    df = sum((table.counts_of(union) for table in tables), np.zeros(union.size, np.int64))
+    return tfidf_rows(
+        features, [d.counts for d in documents], DocumentFrequencies(union, df, total)
+    )
 
 
 def _weighted_rows(

@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 import zlib
 from collections import Counter
+from types import SimpleNamespace
 from unittest import mock
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -22,6 +23,7 @@ from dedup.vectors import (
     feature_hashes,
     feature_names,
     length_weights,
+    summed_tfidf_rows,
     tfidf_rows,
 )
 
@@ -147,6 +149,25 @@ def test_tfidf_rows_with_other_frequencies_equal_reference(feature_lists, other)
     matrix, columns = tfidf_rows(*bags(feature_lists), DocumentFrequencies.count(distinct(other)))
     expected = reference_rows(feature_lists, reference_df(other), len(other))
     assert_rows_close(rows_as_dicts(matrix, columns), expected)
+
+
+@settings(max_examples=100, deadline=None)
+@given(feature_lists=feature_batches(), stored=feature_batches(), batch=feature_batches())
+def test_summed_tfidf_rows_use_the_frequencies_of_both_tables(feature_lists, stored, batch):
+    # An index's stored frequencies plus a batch's: the same rows as the frequencies
+    # of both collections counted as one.
+    assume(feature_lists)  # the index calls it for one stored document or more
+    features, counts = bags(feature_lists)
+    documents = [
+        SimpleNamespace(features=f, counts=c) for f, c in zip(features, counts, strict=True)
+    ]
+    tables = tuple(DocumentFrequencies.count(distinct(part)) for part in (stored, batch))
+    total = len(stored) + len(batch)
+    got, got_columns = summed_tfidf_rows(documents, tables, total)
+    whole = tables[0].merged(tables[1])
+    expected, columns = tfidf_rows(*bags(feature_lists), whole)
+    assert got_columns.tolist() == columns.tolist()
+    np.testing.assert_array_equal(got.toarray(), expected.toarray())
 
 
 @settings(max_examples=100, deadline=None)
