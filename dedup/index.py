@@ -53,7 +53,6 @@ from dedup.vectors import (
     merge_counts,
     stacked_rows,
     summed_tfidf_rows,
-    tfidf_rows,
     top_features,
 )
 from dedup.verify import date_decays, publication_days, score_ceilings, story_scores
@@ -337,11 +336,11 @@ class StoryIndex:
         # verdict does not depend on which batch an article came in with.
         new_matrix = new_columns = None
         if cosine:
-            new_df = stored_df.counts_of(batch_df.features) + batch_df.counts
-            frequencies = DocumentFrequencies(batch_df.features, new_df, total)
             # Over features another document holds too, as the batch run's
             # matrix: keywords are picked among them, and no score changes.
-            new_matrix, new_columns = tfidf_rows(feats, tfs, frequencies, min_documents=2)
+            new_matrix, new_columns = summed_tfidf_rows(
+                feats, tfs, (stored_df, batch_df), total, min_documents=2
+            )
         if cosine and params.keywords:
             keyword_sets = top_features(new_matrix, new_columns, params.keywords)
             sigs = signatures(keyword_sets, params.num_perm, params.seed)
@@ -369,7 +368,9 @@ class StoryIndex:
         old_rows = None  # the stored candidates' TF-IDF rows, which the rescoring reuses
         if cosine:
             if old:
-                old_matrix, old_columns = summed_tfidf_rows(old, (self._df, batch_df), total)
+                old_matrix, old_columns = summed_tfidf_rows(
+                    [d.features for d in old], [d.counts for d in old], (stored_df, batch_df), total
+                )
                 old_rows = (
                     old_matrix,
                     old_columns,
@@ -564,7 +565,12 @@ class StoryIndex:
             if have:
                 matrix = known[0][[row_of[i] for i in ids[:have]]]
             if have < len(ids):
-                built, columns = summed_tfidf_rows(stored[have:], (self._df, batch_df), total)
+                built, columns = summed_tfidf_rows(
+                    [d.features for d in stored[have:]],
+                    [d.counts for d in stored[have:]],
+                    (self._df, batch_df),
+                    total,
+                )
                 matrix = built if matrix is None else stacked_rows(matrix, known[1], built, columns)
             lengths = np.array([d.distinct_terms for d in stored], dtype=np.int64)
             weights = length_weights(lengths, params.length_reference)

@@ -19,7 +19,6 @@ import functools
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numba
 import numpy as np
@@ -289,19 +288,22 @@ def fitted_tfidf_rows(
 
 
 def summed_tfidf_rows(
-    documents: Sequence[Any], tables: Sequence[DocumentFrequencies], total: int
+    features: Sequence[np.ndarray],
+    counts: Sequence[np.ndarray],
+    tables: Sequence[DocumentFrequencies],
+    total: int,
+    min_documents: int = 1,
 ) -> tuple[sparse.csr_matrix, np.ndarray]:
-    """:func:`tfidf_rows` of ``documents`` (each with ``features`` and ``counts``), with
-    document frequencies summed over ``tables`` of ``total`` documents in all.
+    """:func:`tfidf_rows` with document frequencies summed over ``tables`` of ``total``
+    documents in all.
 
-    An index scores stored documents with its stored frequencies plus the
-    batch's, so a verdict does not depend on the batch an article came in with.
+    An index scores documents with its stored frequencies plus the batch's,
+    so a verdict does not depend on the batch an article came in with.
     """
-    features = [d.features for d in documents]
     union = unique_sorted(np.concatenate(features))
     df = sum((table.counts_of(union) for table in tables), np.zeros(union.size, np.int64))
     return tfidf_rows(
-        features, [d.counts for d in documents], DocumentFrequencies(union, df, total)
+        features, counts, DocumentFrequencies(union, df, total), min_documents=min_documents
     )
 
 

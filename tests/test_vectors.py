@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import zlib
 from collections import Counter
-from types import SimpleNamespace
 from unittest import mock
 
 import numpy as np
@@ -156,18 +155,16 @@ def test_tfidf_rows_with_other_frequencies_equal_reference(feature_lists, other)
 def test_summed_tfidf_rows_use_the_frequencies_of_both_tables(feature_lists, stored, batch):
     # An index's stored frequencies plus a batch's: the same rows as the frequencies
     # of both collections counted as one.
-    assume(feature_lists)  # the index calls it for one stored document or more
-    features, counts = bags(feature_lists)
-    documents = [
-        SimpleNamespace(features=f, counts=c) for f, c in zip(features, counts, strict=True)
-    ]
+    assume(feature_lists)  # the index calls it for one document or more
     tables = tuple(DocumentFrequencies.count(distinct(part)) for part in (stored, batch))
-    total = len(stored) + len(batch)
-    got, got_columns = summed_tfidf_rows(documents, tables, total)
     whole = tables[0].merged(tables[1])
-    expected, columns = tfidf_rows(*bags(feature_lists), whole)
-    assert got_columns.tolist() == columns.tolist()
-    np.testing.assert_array_equal(got.toarray(), expected.toarray())
+    for least in (1, 2):
+        got, got_columns = summed_tfidf_rows(
+            *bags(feature_lists), tables, len(stored) + len(batch), least
+        )
+        expected, columns = tfidf_rows(*bags(feature_lists), whole, min_documents=least)
+        assert got_columns.tolist() == columns.tolist()
+        np.testing.assert_array_equal(got.toarray(), expected.toarray())
 
 
 @settings(max_examples=100, deadline=None)
