@@ -339,7 +339,7 @@ class StoryIndex:
             # Over features another document holds too, as the batch run's
             # matrix: keywords are picked among them, and no score changes.
             new_matrix, new_columns = summed_tfidf_rows(
-                feats, tfs, (stored_df, batch_df), total, min_documents=2
+                feats, tfs, (stored_df, batch_df), total, 2, default_jobs()
             )
         if cosine and params.keywords:
             keyword_sets = top_features(new_matrix, new_columns, params.keywords)
@@ -369,7 +369,11 @@ class StoryIndex:
         if cosine:
             if old:
                 old_matrix, old_columns = summed_tfidf_rows(
-                    [d.features for d in old], [d.counts for d in old], (stored_df, batch_df), total
+                    [d.features for d in old],
+                    [d.counts for d in old],
+                    (stored_df, batch_df),
+                    total,
+                    jobs=default_jobs(),
                 )
                 old_rows = (
                     old_matrix,
@@ -570,6 +574,7 @@ class StoryIndex:
                     [d.counts for d in stored[have:]],
                     (self._df, batch_df),
                     total,
+                    jobs=default_jobs(),
                 )
                 matrix = built if matrix is None else stacked_rows(matrix, known[1], built, columns)
             lengths = np.array([d.distinct_terms for d in stored], dtype=np.int64)

@@ -171,15 +171,16 @@ def _release_freed_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-def _document_matrix(prepared: _Prepared, params: Params) -> tuple[sparse.csr_matrix, np.ndarray]:
+def _document_matrix(
+    prepared: _Prepared, params: Params, jobs: int = 1
+) -> tuple[sparse.csr_matrix, np.ndarray]:
     """Unweighted TF-IDF rows (IDF fitted on the batch) over features two or more documents share.
 
     Returns the matrix and the feature hash of each of its columns. Most
     bigrams are in one document only: leaving them out halves the matrix and
-    every pair's work without changing a score.
+    every pair's work without changing a score. ``jobs`` threads fill the rows.
     """
-    matrix, columns = fitted_tfidf_rows(prepared.features, prepared.counts, min_documents=2)
-    return matrix, columns
+    return fitted_tfidf_rows(prepared.features, prepared.counts, 2, jobs)
 
 
 def _score(
@@ -197,7 +198,7 @@ def _score(
     decays when the caller already has them; ``jobs`` threads compute cosines.
     """
     if params.similarity == "cosine" and matrix is None:
-        matrix, _ = _document_matrix(prepared, params)
+        matrix, _ = _document_matrix(prepared, params, jobs)
     return story_scores(
         matrix if params.similarity == "cosine" else None,
         _length_weights(prepared, params),
@@ -377,7 +378,7 @@ def run(
     matrix = columns = None
     if params.similarity == "cosine":
         with stage("vectorise"):
-            matrix, columns = _document_matrix(prepared, params)
+            matrix, columns = _document_matrix(prepared, params, jobs)
         # In the matrix now: free them.
         prepared = dataclasses.replace(prepared, features=[], counts=[])
         _release_freed_memory()

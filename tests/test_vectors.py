@@ -628,6 +628,41 @@ def test_rows_built_in_blocks_equal_rows_built_at_once(feature_lists, other, blo
 
 
 @settings(max_examples=200, deadline=None)
+@given(
+    feature_lists=feature_batches(),
+    other=feature_batches(),
+    jobs=st.integers(1, 3),
+    block=st.sampled_from([1, 5, 1 << 22]),
+    variant=st.sampled_from(["all", "shared columns", "unlisted"]),
+    weighted=st.booleans(),
+)
+def test_weighted_rows_equal_the_numpy_reference(
+    feature_lists, other, jobs, block, variant, weighted
+):
+    # The compiled rows, in blocks and threads, against the plain numpy version: bit for bit.
+    from dedup import vectors
+
+    features, counts = bags(feature_lists)
+    frequencies = DocumentFrequencies.count(distinct([*feature_lists, *other]))
+    columns, df = frequencies.features, frequencies.counts
+    idf = frequencies.idf_of_counts(df)
+    kept = unlisted = None
+    if variant == "shared columns":
+        kept = df >= 2
+    elif variant == "unlisted":  # features held once are left out of the table
+        columns, idf, unlisted = columns[df >= 2], idf[df >= 2], 9.5
+    weights = np.linspace(0.25, 1.0, len(features)) if weighted else None
+    want = vectors.reference_weighted_rows(features, counts, columns, idf, weights, kept, unlisted)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(vectors, "_BLOCK_CELLS", block)
+        patch.setattr(vectors, "_MIN_THREAD_CELLS", 1)  # threads even on a few cells
+        got = vectors._weighted_rows(features, counts, columns, idf, weights, kept, unlisted, jobs)
+    assert got.shape == want.shape
+    for part in ("data", "indices", "indptr"):
+        np.testing.assert_array_equal(getattr(got, part), getattr(want, part))
+
+
+@settings(max_examples=200, deadline=None)
 @given(table=st.lists(HASH, max_size=300), values=st.lists(HASH, max_size=50))
 def test_sorted_hashes_positions_equal_searchsorted(table, values):
     from dedup.vectors import SortedHashes
