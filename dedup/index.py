@@ -367,22 +367,19 @@ class StoryIndex:
         published = [d.published for d in docs] + [d.published for d in old]
         old_rows = None  # the stored candidates' TF-IDF rows, which the rescoring reuses
         if cosine:
+            matrix = new_matrix
             if old:
-                old_matrix, old_columns = summed_tfidf_rows(
-                    [d.features for d in old],
-                    [d.counts for d in old],
+                # New and stored rows in one matrix, built once, never stacked;
+                # as the new rows, over features two documents or more hold.
+                matrix, columns = summed_tfidf_rows(
+                    feats + [d.features for d in old],
+                    tfs + [d.counts for d in old],
                     (stored_df, batch_df),
                     total,
-                    jobs=default_jobs(),
+                    2,
+                    default_jobs(),
                 )
-                old_rows = (
-                    old_matrix,
-                    old_columns,
-                    {doc_id: k for k, doc_id in enumerate(old_ids)},
-                )
-                matrix = stacked_rows(new_matrix, new_columns, old_matrix, old_columns)
-            else:
-                matrix = new_matrix
+                old_rows = (matrix, columns, {doc_id: n + k for k, doc_id in enumerate(old_ids)})
             lengths = np.concatenate([distinct, [d.distinct_terms for d in old]]).astype(np.int64)
             weights = length_weights(lengths, params.length_reference)
             hash_sets = None
