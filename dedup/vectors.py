@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 import zlib
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numba
@@ -37,15 +36,11 @@ from dedup.shingle import (
     term_hashes,
     unique_sorted,
 )
+from dedup.sparse_rows import SortedHashes, weighted_rows
 
-# Cells (document, feature) per block of :func:`_weighted_rows`: bounds its temporaries
-# to a few hundred MB.
-_BLOCK_CELLS = 1 << 22
 # Tables of at least this many features are searched through a SortedHashes;
 # a smaller one costs less to binary-search than to index.
 _DIRECTED_SEARCH_SIZE = 1 << 16
-# Cells of a block below which one thread fills all its rows.
-_MIN_THREAD_CELLS = 1 << 16
 
 
 def feature_hashes(terms: Sequence[str], max_n: int = 2) -> np.ndarray:
@@ -262,7 +257,7 @@ def tfidf_rows(
     columns, _ = run_lengths(_sorted_union(features))
     df = frequencies.counts_of(columns)
     kept = df >= min_documents if min_documents > 1 else None
-    matrix = _weighted_rows(
+    matrix = weighted_rows(
         features, counts, columns, frequencies.idf_of_counts(df), weights, kept, None, jobs
     )
     return matrix, columns if kept is None else columns[kept]
@@ -292,7 +287,7 @@ def fitted_tfidf_rows(
     idf = frequencies.idf_of_counts(df)
     del frequencies
     kept = df >= min_documents if min_documents > 1 else None
-    matrix = _weighted_rows(features, counts, table, idf, None, kept, unlisted, jobs)
+    matrix = weighted_rows(features, counts, table, idf, None, kept, unlisted, jobs)
     return matrix, table if kept is None else table[kept]
 
 
@@ -315,266 +310,6 @@ def summed_tfidf_rows(
     return tfidf_rows(
         features, counts, DocumentFrequencies(union, df, total), None, min_documents, jobs
     )
-
-
-def _weighted_rows(
-    features: Sequence[np.ndarray],
-    counts: Sequence[np.ndarray],
-    columns: np.ndarray,
-    idf: np.ndarray,
-    weights: np.ndarray | None,
-    kept: np.ndarray | None,
-    unlisted_idf: float | None,
-    jobs: int = 1,
-) -> sparse.csr_matrix:
-    """CSR rows of the documents' TF-IDF values, over the ``kept`` columns (a mask) or all.
-
-    ``columns`` are sorted features, ``idf`` gives each one's IDF. They hold
-    every feature of the documents, or, with ``unlisted_idf``, all but some
-    that all have that IDF and are never columns: they count in the norms
-    only. Documents go in blocks of about ``_BLOCK_CELLS`` cells, so the
-    temporaries stay small whatever the batch; within a block, ``jobs``
-    threads fill runs of documents.
-
-    Notes
-    -----
-    One compiled pass per document (:func:`_fill_rows`) looks each cell up
-    in ``columns`` and writes its value; :func:`reference_weighted_rows` is
-    the numpy version it must equal bit for bit.
-    """
-    n = len(features)
-    sizes = np.fromiter((f.size for f in features), dtype=np.int64, count=n)
-    search = SortedHashes.of(columns)
-    width, renumbered = _renumbered(columns, kept)
-    row_weights = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
-    # Room for every cell, trimmed at the end: pages past the kept cells are
-    # never written, so they never take memory, and nothing is copied. Values
-    # are computed in float64 and kept in float32: a million documents' matrix
-    # is gigabytes, and seven digits are more than a score needs.
-    data = np.empty(int(sizes.sum()), dtype=np.float32)
-    indices = np.empty(data.size, dtype=renumbered.dtype)
-    lengths = np.zeros(n, dtype=np.int64)
-    filled = 0
-    for start, stop in _blocks(sizes):
-        flat = np.concatenate(features[start:stop]).astype(np.uint32, copy=False)
-        tf = np.concatenate(counts[start:stop]).astype(np.int64, copy=False)
-        starts = np.r_[0, np.cumsum(sizes[start:stop])]
-        # Sublinear tf for each count, taken from a table: the same values as
-        # ``1 + np.log(tf)`` cell by cell, with one logarithm per distinct count.
-        tf_weight = 1.0 + np.log(np.arange(1, int(tf.max(initial=0)) + 1, dtype=np.float64))
-        runs = _runs_of_cells(starts, jobs)
-        fill = functools.partial(
-            _fill_rows,
-            starts,
-            flat,
-            tf,
-            search.table,
-            search.directory,
-            search.shift,
-            idf,
-            renumbered,
-            tf_weight,
-            row_weights[start:stop],
-            -1.0 if unlisted_idf is None else float(unlisted_idf),
-            np.empty(flat.size, dtype=np.float64),
-            data[filled:],
-            indices[filled:],
-            lengths[start:stop],
-        )
-        if len(runs) == 1:
-            written = [fill(*runs[0])]
-        else:
-            with ThreadPoolExecutor(len(runs)) as pool:
-                written = list(pool.map(fill, *zip(*runs, strict=True)))
-        # Each run wrote its kept cells from its first cell on: close the gaps.
-        base = filled
-        for (first, _), count in zip(runs, written, strict=True):
-            at = base + int(starts[first])
-            data[filled : filled + count] = data[at : at + count]
-            indices[filled : filled + count] = indices[at : at + count]
-            filled += count
-    data.resize(filled, refcheck=False)
-    indices.resize(filled, refcheck=False)
-    indptr = np.r_[0, np.cumsum(lengths)]
-    return sparse.csr_matrix((data, indices, indptr), shape=(n, width))
-
-
-def _renumbered(columns: np.ndarray, kept: np.ndarray | None) -> tuple[int, np.ndarray]:
-    """The matrix width, and the matrix column of each of ``columns`` (-1 for one left out)."""
-    width = columns.size if kept is None else int(np.count_nonzero(kept))
-    index_type = np.int32 if width < 2**31 else np.int64
-    if kept is None:
-        return width, np.arange(columns.size, dtype=index_type)
-    return width, np.where(kept, np.cumsum(kept) - 1, -1).astype(index_type)
-
-
-def _runs_of_cells(starts: np.ndarray, jobs: int) -> list[tuple[int, int]]:
-    """``jobs`` contiguous runs of the documents whose cells begin at ``starts``, of
-    about equal cells; one run for fewer than ``_MIN_THREAD_CELLS`` cells."""
-    documents, cells = starts.size - 1, int(starts[-1])
-    parts = max(1, min(jobs, documents, cells // _MIN_THREAD_CELLS))
-    cuts = np.searchsorted(starts, np.arange(1, parts) * (cells / parts))
-    bounds = [0, *np.unique(np.clip(cuts, 1, documents - 1)).tolist(), documents]
-    return [(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a] or [(0, 0)]
-
-
-@numba.njit(cache=True, nogil=True)
-def _fill_rows(  # pragma: no cover - compiled
-    starts,
-    flat,
-    tf,
-    table,
-    directory,
-    shift,
-    idf,
-    renumbered,
-    tf_weight,
-    row_weights,
-    unlisted_idf,
-    scratch,
-    data,
-    indices,
-    lengths,
-    first,
-    last,
-):
-    """Rows ``first .. last - 1`` of a block (cells ``starts[d] .. starts[d + 1] - 1``
-    of ``flat`` and ``tf``): each kept cell's value, normalised and weighted, and
-    its column, written from ``data[starts[first]]`` on. Returns how many.
-    ``unlisted_idf < 0`` means every feature is in ``table``."""
-    size = table.size
-    out = starts[first]
-    begin = out
-    for d in range(first, last):
-        total = 0.0
-        for c in range(starts[d], starts[d + 1]):
-            value = flat[c]
-            bucket = np.int64(value) >> shift
-            low, high = directory[bucket], directory[bucket + 1]
-            while low < high:
-                middle = (low + high) >> 1
-                if table[middle] < value:
-                    low = middle + 1
-                else:
-                    high = middle
-            if unlisted_idf < 0.0 or (low < size and table[low] == value):
-                cell = tf_weight[tf[c] - 1] * idf[low]
-                indices[c] = renumbered[low]
-            else:
-                cell = tf_weight[tf[c] - 1] * unlisted_idf
-                indices[c] = -1
-            scratch[c] = cell
-            total += cell * cell  # in column order, as the reference's bincount
-        norm = np.sqrt(total)
-        weight = row_weights[d]
-        kept = 0
-        for c in range(starts[d], starts[d + 1]):
-            if indices[c] >= 0:  # read before ``out`` (never past ``c``) overwrites it
-                indices[out] = indices[c]
-                data[out] = (scratch[c] / norm) * weight
-                out += 1
-                kept += 1
-        lengths[d] = kept
-    return out - begin
-
-
-def reference_weighted_rows(
-    features: Sequence[np.ndarray],
-    counts: Sequence[np.ndarray],
-    columns: np.ndarray,
-    idf: np.ndarray,
-    weights: np.ndarray | None,
-    kept: np.ndarray | None,
-    unlisted_idf: float | None,
-) -> sparse.csr_matrix:
-    """The plain numpy version of :func:`_weighted_rows`, which the tests hold it to."""
-    n = len(features)
-    sizes = np.fromiter((f.size for f in features), dtype=np.int64, count=n)
-    width, renumbered = _renumbered(columns, kept)
-    if not sizes.sum():
-        return sparse.csr_matrix((n, width), dtype=np.float32)
-    rows = np.repeat(np.arange(n), sizes)
-    flat = np.concatenate(features).astype(np.uint32)
-    position = np.searchsorted(columns, flat)
-    listed = np.ones(flat.size, dtype=bool)
-    if unlisted_idf is not None:
-        listed = np.zeros(flat.size, dtype=bool)
-        if columns.size:
-            listed = columns[np.minimum(position, columns.size - 1)] == flat
-    cell_idf = np.full(flat.size, -1.0 if unlisted_idf is None else unlisted_idf)
-    cell_idf[listed] = idf[position[listed]]
-    column = np.full(flat.size, -1, dtype=renumbered.dtype)
-    column[listed] = renumbered[position[listed]]
-    values = (1.0 + np.log(np.concatenate(counts).astype(np.float64))) * cell_idf
-    # Each row sums its squares in column order.
-    values /= np.sqrt(np.bincount(rows, weights=values**2, minlength=n))[rows]
-    if weights is not None:
-        values *= np.asarray(weights, dtype=np.float64)[rows]
-    live = column >= 0
-    return sparse.csr_matrix(
-        (
-            values[live].astype(np.float32),
-            column[live],
-            np.r_[0, np.cumsum(np.bincount(rows[live], minlength=n))],
-        ),
-        shape=(n, width),
-    )
-
-
-@dataclass(frozen=True)
-class SortedHashes:
-    """A sorted uint32 array with a directory for :meth:`positions`.
-
-    A plain binary search into a large table waits on memory at every step,
-    one value after the other. Hashes are near uniform, so a directory of
-    where each value of their top bits starts in the table narrows a search
-    to a few entries; the searches are independent of each other, so the
-    processor overlaps their memory reads: several times faster on a batch's
-    millions of features, and equal to ``np.searchsorted`` for any table.
-    """
-
-    table: np.ndarray
-    directory: np.ndarray  # table positions where each top-bits prefix starts, and the end
-    shift: int  # 32 minus the bits of the prefix
-
-    @classmethod
-    def of(cls, table: np.ndarray) -> SortedHashes:
-        """Index a sorted array of hashes (cast to uint32)."""
-        table = np.asarray(table, dtype=np.uint32)
-        bits = min(24, max(0, int(table.size).bit_length() - 1))  # about one entry per prefix
-        directory = np.zeros((1 << bits) + 1, dtype=np.int64)
-        np.cumsum(np.bincount(table >> (32 - bits), minlength=1 << bits), out=directory[1:])
-        return cls(table, directory, 32 - bits)
-
-    def positions(self, values: np.ndarray) -> np.ndarray:
-        """``np.searchsorted(self.table, values)``, as int64."""
-        values = np.asarray(values, dtype=np.uint32)
-        out = np.empty(values.size, dtype=np.int64)
-        _directed_search(self.table, self.directory, self.shift, values, out)
-        return out
-
-
-@numba.njit(cache=True, nogil=True)
-def _directed_search(table, directory, shift, values, out):  # pragma: no cover - compiled
-    for i in range(values.size):
-        value = values[i]
-        bucket = np.int64(value) >> shift
-        low, high = directory[bucket], directory[bucket + 1]
-        while low < high:
-            middle = (low + high) >> 1
-            if table[middle] < value:
-                low = middle + 1
-            else:
-                high = middle
-        out[i] = low
-
-
-def _blocks(sizes: np.ndarray) -> list[tuple[int, int]]:
-    """``(start, stop)`` runs of documents of about ``_BLOCK_CELLS`` cells each, covering all."""
-    # A block ends where the running count of cells passes a multiple of the size.
-    cuts = np.flatnonzero(np.diff(np.cumsum(sizes) // _BLOCK_CELLS)) + 1
-    bounds = [0, *cuts.tolist(), sizes.size]
-    return [(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
 
 
 def top_features(matrix: sparse.csr_matrix, columns: np.ndarray, k: int) -> list[np.ndarray]:

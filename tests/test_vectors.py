@@ -611,14 +611,14 @@ def test_feature_counts_widen_for_large_counts():
 @given(feature_lists=feature_batches(), other=feature_batches(), block=st.integers(1, 6))
 def test_rows_built_in_blocks_equal_rows_built_at_once(feature_lists, other, block):
     # Blocks only bound the temporaries: every value must come out bit for bit the same.
-    from dedup import vectors
+    from dedup import sparse_rows, vectors
 
     frequencies = DocumentFrequencies.count(distinct([*feature_lists, *other]))
     weights = np.linspace(0.5, 1.0, len(feature_lists))
     whole, columns = tfidf_rows(*bags(feature_lists), frequencies, weights, 2)
     fitted = vectors.fitted_tfidf_rows(*bags(feature_lists), 2)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(vectors, "_BLOCK_CELLS", block)
+        patch.setattr(sparse_rows, "_BLOCK_CELLS", block)
         blocked, blocked_columns = tfidf_rows(*bags(feature_lists), frequencies, weights, 2)
         blocked_fitted = vectors.fitted_tfidf_rows(*bags(feature_lists), 2)
     for got, want in ((blocked, whole), (blocked_fitted[0], fitted[0])):
@@ -640,7 +640,7 @@ def test_weighted_rows_equal_the_numpy_reference(
     feature_lists, other, jobs, block, variant, weighted
 ):
     # The compiled rows, in blocks and threads, against the plain numpy version: bit for bit.
-    from dedup import vectors
+    from dedup import sparse_rows
 
     features, counts = bags(feature_lists)
     frequencies = DocumentFrequencies.count(distinct([*feature_lists, *other]))
@@ -652,11 +652,12 @@ def test_weighted_rows_equal_the_numpy_reference(
     elif variant == "unlisted":  # features held once are left out of the table
         columns, idf, unlisted = columns[df >= 2], idf[df >= 2], 9.5
     weights = np.linspace(0.25, 1.0, len(features)) if weighted else None
-    want = vectors.reference_weighted_rows(features, counts, columns, idf, weights, kept, unlisted)
+    arguments = (features, counts, columns, idf, weights, kept, unlisted)
+    want = sparse_rows.reference_weighted_rows(*arguments)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(vectors, "_BLOCK_CELLS", block)
-        patch.setattr(vectors, "_MIN_THREAD_CELLS", 1)  # threads even on a few cells
-        got = vectors._weighted_rows(features, counts, columns, idf, weights, kept, unlisted, jobs)
+        patch.setattr(sparse_rows, "_BLOCK_CELLS", block)
+        patch.setattr(sparse_rows, "_MIN_THREAD_CELLS", 1)  # threads even on a few cells
+        got = sparse_rows.weighted_rows(*arguments, jobs)
     assert got.shape == want.shape
     for part in ("data", "indices", "indptr"):
         np.testing.assert_array_equal(getattr(got, part), getattr(want, part))
@@ -665,7 +666,7 @@ def test_weighted_rows_equal_the_numpy_reference(
 @settings(max_examples=200, deadline=None)
 @given(table=st.lists(HASH, max_size=300), values=st.lists(HASH, max_size=50))
 def test_sorted_hashes_positions_equal_searchsorted(table, values):
-    from dedup.vectors import SortedHashes
+    from dedup.sparse_rows import SortedHashes
 
     ordered = np.sort(np.array(table, dtype=np.uint32))
     queries = np.array([*values, *table[:5]], dtype=np.uint32)
