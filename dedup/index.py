@@ -352,17 +352,22 @@ class StoryIndex:
         new_rows, new_cols = candidate_pairs(
             sigs, self.bands, self.rows, params.max_bucket, min_bands
         )
-        old_pairs = self._reachable(
+        reachable = self._reachable(
             self.store.lsh_candidates(sigs, params.max_bucket, min_bands, default_jobs()),
             docs,
             distinct,
         )
-        found = self.store.documents(sorted({doc_id for _, doc_id in old_pairs}))
+        used = np.unique(reachable.mates)  # positions in reachable.ids, which is sorted
+        found = self.store.documents([reachable.ids[m] for m in used.tolist()])
         old_ids = sorted(found)
-        at = {doc_id: n + k for k, doc_id in enumerate(old_ids)}
-        pairs = [(k, at[d]) for k, d in old_pairs if d in at]
-        rows = np.concatenate([new_rows, np.array([k for k, _ in pairs], np.int64)])
-        cols = np.concatenate([new_cols, np.array([j for _, j in pairs], np.int64)])
+        # Node of each candidate: n + its rank among those still stored; -1 if gone.
+        listed = used[[reachable.ids[m] in found for m in used.tolist()]]
+        node_of_mate = np.full(len(reachable.ids), -1, dtype=np.int64)
+        node_of_mate[listed] = n + np.arange(listed.size)
+        nodes = node_of_mate[reachable.mates]
+        stays = nodes >= 0
+        rows = np.concatenate([new_rows, reachable.owners[stays]])
+        cols = np.concatenate([new_cols, nodes[stays]])
         old = [found[d] for d in old_ids]
         published = [d.published for d in docs] + [d.published for d in old]
         old_rows = None  # the stored candidates' TF-IDF rows, which the rescoring reuses
@@ -508,8 +513,8 @@ class StoryIndex:
 
     def _reachable(
         self, candidates: Candidates, docs: Sequence[Document], distinct: np.ndarray
-    ) -> list[tuple[int, str]]:
-        """The ``(new, stored id)`` candidates whose dates and lengths let them reach a link.
+    ) -> Candidates:
+        """The candidates whose dates and lengths let them reach a link.
 
         Read before the stored vectors: a pair whose length factor and date
         decay alone keep it under the link floor is dropped unscored, as
@@ -537,7 +542,7 @@ class StoryIndex:
             )
             reach = score_ceilings(weights, decays, owners, nodes) >= params.threshold * LINK_FLOOR
             owners, mates = owners[reach], mates[reach]
-        return list(zip(owners.tolist(), [ids[m] for m in mates.tolist()], strict=True))
+        return Candidates(owners, mates, ids)
 
     def _rescore(
         self,
