@@ -20,6 +20,7 @@ The store (:mod:`dedup.stores`) is one SQLite file or a Redis database.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -516,33 +517,26 @@ class StoryIndex:
     ) -> Candidates:
         """The candidates whose dates and lengths let them reach a link.
 
-        Read before the stored vectors: a pair whose length factor and date
-        decay alone keep it under the link floor is dropped unscored, as
-        :func:`dedup.pipeline.cluster` drops it, and in a long archive that is
-        most candidates, whose vectors then need not be read at all.
+        The store gives each candidate's date and length with it: a pair whose
+        length factor and date decay alone keep it under the link floor is
+        dropped unscored, as :func:`dedup.pipeline.cluster` drops it, and in a
+        long archive that is most candidates, whose vectors then need not be
+        read at all.
         """
         params = self.params
-        owners, mates, ids = candidates.owners, candidates.mates, candidates.ids
+        owners, mates = candidates.owners, candidates.mates
         if params.similarity == "cosine" and owners.size:
-            facts = self.store.documents(ids, vectors=False)
-            listed = np.array([doc_id in facts for doc_id in ids], dtype=bool)
-            stored = [facts[doc_id] for doc_id in ids if doc_id in facts]
-            # Nodes: the new documents, then the stored ones still listed, in id order.
-            node_of_id = np.cumsum(listed) - 1 + len(docs)
-            published = publication_days(
-                [d.published for d in docs] + [f.published for f in stored]
-            )
-            lengths = np.concatenate([distinct, [f.distinct_terms for f in stored]])
-            weights = length_weights(lengths.astype(np.int64), params.length_reference)
-            keep = listed[mates]
-            owners, mates = owners[keep], mates[keep]
-            nodes = node_of_id[mates]
+            # Nodes: the new documents, then the stored ones in id order.
+            published = publication_days([d.published for d in docs] + candidates.published)
+            lengths = np.concatenate([distinct, candidates.distinct_terms]).astype(np.int64)
+            weights = length_weights(lengths, params.length_reference)
+            nodes = mates + len(docs)
             decays = date_decays(
                 published, owners, nodes, params.time_window_days, params.time_scale_days
             )
             reach = score_ceilings(weights, decays, owners, nodes) >= params.threshold * LINK_FLOOR
             owners, mates = owners[reach], mates[reach]
-        return Candidates(owners, mates, ids)
+        return dataclasses.replace(candidates, owners=owners, mates=mates)
 
     def _rescore(
         self,

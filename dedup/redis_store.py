@@ -162,9 +162,10 @@ class RedisStore(Store):
                 if max_bucket > 0:
                     members = members[-max_bucket:]
                 counted.update((k, m) for m in members)
-        found = {pair for pair, bands in counted.items() if bands >= min_bands}
-        committed = self.known(sorted({m.decode() for _, m in found}))
-        return Candidates.of((k, m.decode()) for k, m in found if m.decode() in committed)
+        found = [(k, m.decode()) for (k, m), bands in counted.items() if bands >= min_bands]
+        # Committed records only (see the module notes), with their dates and lengths.
+        facts = self.documents(sorted({doc_id for _, doc_id in found}), vectors=False)
+        return Candidates.of(found, facts)
 
     def documents(self, ids: Iterable[str], vectors: bool = True) -> dict[str, StoredDocument]:
         ids = list(ids)

@@ -195,24 +195,31 @@ class SQLiteStore(Store):
     ) -> Candidates:
         live, keys = self._keys(signatures)
         if live.size == 0:
-            return Candidates.of([])
+            return Candidates.of([], {})
         with self.reading():
             self._sync_runs()
             owners, docs = self._band_runs.candidates(keys, max_bucket, min_bands, jobs)
             numbers, mates = np.unique(docs, return_inverse=True)
             # Keys of removed documents stay in their runs: the docs table decides.
             self._temp_numbers("q_c", numbers.tolist())
-            ids = dict(self.db.execute("SELECT n, id FROM docs WHERE n IN (SELECT n FROM q_c)"))
-        present = np.array([d in ids for d in numbers.tolist()], dtype=bool)
-        names = [ids[d] for d in numbers[present].tolist()]
-        by_id = sorted(range(len(names)), key=names.__getitem__)
+            rows = self.db.execute(
+                "SELECT n, id, published, distinct_terms FROM docs "
+                "WHERE n IN (SELECT n FROM q_c) ORDER BY id"
+            ).fetchall()
+        # Rank of each candidate number in id order; -1 for a removed one.
         rank = np.full(numbers.size, -1, dtype=np.int64)
-        rank[np.flatnonzero(present)[by_id]] = np.arange(len(names))
+        rank[np.searchsorted(numbers, [r[0] for r in rows])] = np.arange(len(rows))
         mates = rank[mates.ravel()]
         keep = mates >= 0
         owners, mates = live[owners[keep]], mates[keep]
         order = np.lexsort((mates, owners))
-        return Candidates(owners[order], mates[order], [names[k] for k in by_id])
+        return Candidates(
+            owners[order],
+            mates[order],
+            [r[1] for r in rows],
+            [_date(r[2]) for r in rows],
+            np.array([r[3] for r in rows], dtype=np.int64),
+        )
 
     def _sync_runs(self) -> None:
         """Bring the in-memory band runs up to the committed ones (inside a transaction)."""

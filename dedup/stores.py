@@ -80,21 +80,29 @@ class Candidates:
     """Stored documents that share LSH buckets with new signatures.
 
     Pair ``p`` is signature row ``owners[p]`` and stored document
-    ``ids[mates[p]]``; pairs come by owner, then by id.
+    ``ids[mates[p]]``; pairs come by owner, then by id. Each stored document
+    comes with its date and distinct terms, which bound its pairs' scores.
     """
 
     owners: np.ndarray  # int64
     mates: np.ndarray  # int64, positions in ids
     ids: list[str]
+    published: list[datetime | None]  # of each of ids
+    distinct_terms: np.ndarray  # int64, of each of ids
 
     @classmethod
-    def of(cls, pairs: Iterable[tuple[int, str]]) -> Candidates:
-        """From ``(owner, id)`` pairs."""
-        pairs = sorted(pairs)
+    def of(cls, pairs: Iterable[tuple[int, str]], facts: dict[str, StoredDocument]) -> Candidates:
+        """From ``(owner, id)`` pairs, keeping those whose id ``facts`` holds."""
+        pairs = sorted(p for p in pairs if p[1] in facts)
         ids = sorted({doc_id for _, doc_id in pairs})
         at = {doc_id: k for k, doc_id in enumerate(ids)}
-        owners = np.array([k for k, _ in pairs], dtype=np.int64)
-        return cls(owners, np.array([at[d] for _, d in pairs], dtype=np.int64), ids)
+        return cls(
+            np.array([k for k, _ in pairs], dtype=np.int64),
+            np.array([at[d] for _, d in pairs], dtype=np.int64),
+            ids,
+            [facts[d].published for d in ids],
+            np.array([facts[d].distinct_terms for d in ids], dtype=np.int64),
+        )
 
 
 @dataclass
