@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -31,6 +32,7 @@ from scipy import sparse
 
 from dedup.analysis import analyse_documents, default_jobs, needs_shingles
 from dedup.candidates import candidate_pairs, lsh_params
+from dedup.cluster_ids import carried_cluster_ids
 from dedup.errors import ConfigError, DuplicateIdError
 from dedup.linkage import average_linkage, single_linkage
 from dedup.params import Params, resolve_params
@@ -443,27 +445,13 @@ class StoryIndex:
 
         # Cluster ids: each old id goes to the group holding most of its members.
         meta = self.store.meta()
-        next_cluster = int(meta["next_cluster"]) if meta else 0
-        groups: dict[int, list[int]] = {}
-        for k, label in enumerate(labels.tolist()):
-            groups.setdefault(label, []).append(k)
-        claims = sorted(
-            (-sum(1 for k in g if cluster_at.get(node_ids[k]) == c), c, label)
-            for label, g in groups.items()
-            for c in {cluster_at[node_ids[k]] for k in g if k >= n}
+        stored_cluster = [None] * n + [cluster_at[m] for m in node_ids[n:]]
+        cluster_of_group, next_cluster = carried_cluster_ids(
+            labels.tolist(),
+            stored_cluster,
+            node_ids,
+            (int(meta["next_cluster"]) if meta else 0) if write else None,
         )
-        cluster_of_group: dict[int, int | None] = {}
-        taken: set[int] = set()
-        for _, c, label in claims:
-            if label not in cluster_of_group and c not in taken:
-                cluster_of_group[label] = c
-                taken.add(c)
-        for label in sorted(groups, key=lambda g: node_ids[groups[g][0]]):
-            if label not in cluster_of_group:
-                if write:
-                    cluster_of_group[label], next_cluster = next_cluster, next_cluster + 1
-                else:
-                    cluster_of_group[label] = None
         moved = {
             node_ids[k]: cluster_of_group[labels[k]]
             for k in range(n, len(node_ids))
@@ -471,7 +459,8 @@ class StoryIndex:
         }
 
         # Per new document: mean score to the rest of its cluster, and its matches.
-        size = {label: len(g) for label, g in groups.items()}
+        size = Counter(labels.tolist())
+        joined = set(labels[n:].tolist())  # groups holding a stored document
         same = labels[rows] == labels[node_cols]
         support = np.zeros(n)
         np.add.at(support, rows[same], scores[same])
@@ -487,13 +476,12 @@ class StoryIndex:
         for i, doc in enumerate(docs):
             label = int(labels[i])
             total = size[label]
-            joined = any(k >= n for k in groups[label])
             ranked = tuple(sorted(match[i].items(), key=lambda x: (-x[1], x[0])))
             assignments.append(
                 Assignment(
                     doc.id,
                     cluster_of_group[label],
-                    "joined" if joined else "new",
+                    "joined" if label in joined else "new",
                     float(support[i] / (total - 1)) if total > 1 else 0.0,
                     total,
                     ranked,
