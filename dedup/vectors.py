@@ -255,12 +255,8 @@ def tfidf_rows(
     Python loop per feature.
     """
     columns, _ = run_lengths(_sorted_union(features))
-    df = frequencies.counts_of(columns)
-    kept = df >= min_documents if min_documents > 1 else None
-    matrix = weighted_rows(
-        features, counts, columns, frequencies.idf_of_counts(df), weights, kept, None, jobs
-    )
-    return matrix, columns if kept is None else columns[kept]
+    df, documents = frequencies.counts_of(columns), frequencies.documents
+    return _rows_over(features, counts, columns, df, documents, weights, min_documents, jobs)
 
 
 def fitted_tfidf_rows(
@@ -305,11 +301,28 @@ def summed_tfidf_rows(
     An index scores documents with its stored frequencies plus the batch's,
     so a verdict does not depend on the batch an article came in with.
     """
-    union = unique_sorted(np.concatenate(features))
-    df = sum((table.counts_of(union) for table in tables), np.zeros(union.size, np.int64))
-    return tfidf_rows(
-        features, counts, DocumentFrequencies(union, df, total), None, min_documents, jobs
-    )
+    columns, _ = run_lengths(_sorted_union(features))
+    df = sum((table.counts_of(columns) for table in tables), np.zeros(columns.size, np.int64))
+    return _rows_over(features, counts, columns, df, total, None, min_documents, jobs)
+
+
+def _rows_over(
+    features: Sequence[np.ndarray],
+    counts: Sequence[np.ndarray],
+    columns: np.ndarray,
+    df: np.ndarray,
+    documents: int,
+    weights: np.ndarray | None,
+    min_documents: int,
+    jobs: int,
+) -> tuple[sparse.csr_matrix, np.ndarray]:
+    """:func:`tfidf_rows` once the documents' sorted distinct features (``columns``) are
+    known, with ``df`` of ``documents`` holding each: the union is sorted and
+    looked up once."""
+    kept = df >= min_documents if min_documents > 1 else None
+    idf = DocumentFrequencies(columns, df, documents).idf_of_counts(df)
+    matrix = weighted_rows(features, counts, columns, idf, weights, kept, None, jobs)
+    return matrix, columns if kept is None else columns[kept]
 
 
 def top_features(matrix: sparse.csr_matrix, columns: np.ndarray, k: int) -> list[np.ndarray]:
