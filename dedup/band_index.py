@@ -14,7 +14,6 @@ version the tests hold it to.
 from __future__ import annotations
 
 import io
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numba
@@ -22,6 +21,7 @@ import numpy as np
 from numba.typed import List
 
 from dedup.candidates import grown
+from dedup.threads import call_in_threads
 
 # Merge the newest runs while the older of the last two holds at most this
 # many times the newer's documents: about log2(documents / batch) runs stay.
@@ -129,10 +129,9 @@ class BandRuns:
             )
             return owners + starts[t], docs
 
+        parts = call_in_threads(block, [(t,) for t in range(count)])
         if count == 1:
-            return block(0)
-        with ThreadPoolExecutor(count) as pool:
-            parts = list(pool.map(block, range(count)))
+            return parts[0]
         return np.concatenate([o for o, _ in parts]), np.concatenate([d for _, d in parts])
 
 

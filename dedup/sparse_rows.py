@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numba
 import numpy as np
 from scipy import sparse
+
+from dedup.threads import call_in_threads
 
 # Cells (document, feature) per block of :func:`weighted_rows`: bounds its temporaries
 # to a few hundred MB.
@@ -89,11 +90,7 @@ def weighted_rows(
             indices[filled:],
             lengths[start:stop],
         )
-        if len(runs) == 1:
-            written = [fill(*runs[0])]
-        else:
-            with ThreadPoolExecutor(len(runs)) as pool:
-                written = list(pool.map(fill, *zip(*runs, strict=True)))
+        written = call_in_threads(fill, runs)
         # Each run wrote its kept cells from its first cell on: close the gaps.
         base = filled
         for (first, _), count in zip(runs, written, strict=True):

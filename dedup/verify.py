@@ -8,7 +8,6 @@ shingles. Everything here is pure: arrays in, arrays out.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
 import numba
@@ -16,6 +15,7 @@ import numpy as np
 from scipy import sparse
 
 from dedup.signature import exact_jaccard
+from dedup.threads import call_in_threads
 
 _EPOCH = datetime(1970, 1, 1)
 _DAY = timedelta(days=1)
@@ -62,11 +62,7 @@ def pair_cosines(
     # Each thread takes a contiguous run of the ordered pairs; the kernel
     # releases the GIL. A few pairs (an index query's) are not worth a thread.
     runs = np.array_split(order, max(1, min(jobs, rows.size // _MIN_THREAD_PAIRS)))
-    if len(runs) == 1:
-        _pair_dots(*arrays, runs[0], out)
-    else:
-        with ThreadPoolExecutor(len(runs)) as pool:
-            list(pool.map(lambda run: _pair_dots(*arrays, run, out), runs))
+    call_in_threads(_pair_dots, [(*arrays, run, out) for run in runs])
     return np.clip(out, 0.0, 1.0)
 
 
