@@ -58,7 +58,13 @@ from dedup.vectors import (
     summed_tfidf_rows,
     top_features,
 )
-from dedup.verify import date_decays, publication_days, score_ceilings, story_scores
+from dedup.verify import (
+    date_decays,
+    publication_days,
+    reach_days,
+    score_ceilings,
+    story_scores,
+)
 
 __all__ = [
     "Assignment",
@@ -355,11 +361,20 @@ class StoryIndex:
         new_rows, new_cols = candidate_pairs(
             sigs, self.bands, self.rows, params.max_bucket, min_bands
         )
-        reachable = self._reachable(
-            self.store.lsh_candidates(sigs, params.max_bucket, min_bands, default_jobs()),
-            docs,
-            distinct,
+        days = reach = None
+        if cosine:
+            # Stored documents dated beyond reach never link: the store may skip them.
+            days = publication_days([d.published for d in docs])
+            reach = reach_days(
+                length_weights(distinct, params.length_reference),
+                params.threshold * LINK_FLOOR,
+                params.time_window_days,
+                params.time_scale_days,
+            )
+        candidates = self.store.lsh_candidates(
+            sigs, params.max_bucket, min_bands, default_jobs(), days, reach
         )
+        reachable = self._reachable(candidates, docs, distinct)
         used = np.unique(reachable.mates)  # positions in reachable.ids, which is sorted
         found = self.store.documents([reachable.ids[m] for m in used.tolist()])
         old_ids = sorted(found)

@@ -149,8 +149,15 @@ class RedisStore(Store):
         return {i for i, c in zip(ids, found, strict=True) if c is not None}
 
     def lsh_candidates(
-        self, signatures: np.ndarray, max_bucket: int, min_bands: int = 1, jobs: int = 1
+        self,
+        signatures: np.ndarray,
+        max_bucket: int,
+        min_bands: int = 1,
+        jobs: int = 1,
+        days: np.ndarray | None = None,
+        reach: np.ndarray | None = None,
     ) -> Candidates:
+        # Every candidate, dates aside: the index's own date filter drops the rest.
         live = np.flatnonzero(~np.all(signatures == EMPTY, axis=1)).tolist()
         counted: Counter[tuple[int, bytes]] = Counter()
         values = {k: to_minhash(signatures[k], self.seed).hashvalues for k in live}

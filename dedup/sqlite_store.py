@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from dedup.band_index import BandRun, BandRuns, merge_plan
+from dedup.band_index import BandRun, BandRuns, DateWindow, merge_plan
 from dedup.candidates import band_keys
 from dedup.errors import DedupError
 from dedup.signature import EMPTY
@@ -42,6 +42,7 @@ from dedup.stores import (
     unpack_counts,
     unpack_features,
 )
+from dedup.verify import publication_days
 
 _SQLITE_SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -85,6 +86,8 @@ class SQLiteStore(Store):
         self._depth = 0
         self._runs: dict[int, BandRun] = {}  # the committed band runs read so far
         self._band_runs = BandRuns()
+        # Publication days of the committed documents by number, read so far (NaN: none).
+        self._doc_days = np.empty(0)
 
     def _error(self, err: sqlite3.Error) -> DedupError:
         text = str(err)
@@ -191,14 +194,24 @@ class SQLiteStore(Store):
         return live, keys
 
     def lsh_candidates(
-        self, signatures: np.ndarray, max_bucket: int, min_bands: int = 1, jobs: int = 1
+        self,
+        signatures: np.ndarray,
+        max_bucket: int,
+        min_bands: int = 1,
+        jobs: int = 1,
+        days: np.ndarray | None = None,
+        reach: np.ndarray | None = None,
     ) -> Candidates:
         live, keys = self._keys(signatures)
         if live.size == 0:
             return Candidates.of([], {})
         with self.reading():
             self._sync_runs()
-            owners, docs = self._band_runs.candidates(keys, max_bucket, min_bands, jobs)
+            window = None
+            if days is not None and reach is not None:
+                self._sync_days()
+                window = DateWindow(self._doc_days, days[live], reach[live])
+            owners, docs = self._band_runs.candidates(keys, max_bucket, min_bands, jobs, window)
             numbers, mates = np.unique(docs, return_inverse=True)
             # Keys of removed documents stay in their runs: the docs table decides.
             self._temp_numbers("q_c", numbers.tolist())
@@ -234,6 +247,24 @@ class SQLiteStore(Store):
                 self._runs[run] = BandRun.from_bytes(data)
         self._runs = {run: self._runs[run] for run in wanted}
         self._band_runs.runs = list(self._runs.values())
+
+    def _sync_days(self) -> None:
+        """Read the days of documents committed since the last call (inside a transaction).
+
+        Candidates are found before a batch writes its rows, so only committed
+        documents are read and a rolled-back commit leaves no days behind; a
+        removed document's day stays, which only keeps a candidate that the
+        docs table then drops.
+        """
+        rows = self.db.execute(
+            "SELECT n, published FROM docs WHERE n >= ? ORDER BY n", (self._doc_days.size,)
+        ).fetchall()
+        if rows:
+            numbers = np.array([n for n, _ in rows], dtype=np.int64)
+            days = np.full(int(numbers[-1]) + 1, np.nan)
+            days[: self._doc_days.size] = self._doc_days
+            days[numbers] = publication_days([_date(p) for _, p in rows])
+            self._doc_days = days
 
     def _row(self, row: Sequence[Any]) -> StoredDocument:
         features, counts = unpack_features(row[7]) if row[7] else (np.empty(0, np.uint32),) * 2

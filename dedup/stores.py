@@ -193,7 +193,13 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def lsh_candidates(
-        self, signatures: np.ndarray, max_bucket: int, min_bands: int = 1, jobs: int = 1
+        self,
+        signatures: np.ndarray,
+        max_bucket: int,
+        min_bands: int = 1,
+        jobs: int = 1,
+        days: np.ndarray | None = None,
+        reach: np.ndarray | None = None,
     ) -> Candidates:
         """The committed documents sharing LSH buckets with each signature.
 
@@ -202,6 +208,11 @@ class Store(abc.ABC):
         must share at least ``min_bands`` buckets, as in
         :func:`dedup.candidates.candidate_pairs`. A store may use ``jobs``
         threads; the candidates do not depend on it.
+
+        With ``days`` (:func:`dedup.verify.publication_days` of each signature's
+        document) and ``reach`` (:func:`dedup.verify.reach_days`), a store may
+        leave out documents dated further than a signature's reach from it, as
+        a caller that filters by :func:`dedup.verify.score_ceilings` would.
         """
 
     @abc.abstractmethod

@@ -239,6 +239,26 @@ def score_ceilings(
     return decays * (weights[rows] * weights[cols]) if weights is not None else decays
 
 
+def reach_days(
+    weights: np.ndarray, floor: float, window_days: float, scale_days: float
+) -> np.ndarray:
+    """The widest date gap at which a pair with each document can still score ``floor``.
+
+    :func:`score_ceilings` bounds a pair by both length weights (each at most
+    1) times its date decay, so a document of weight ``w``
+    (:func:`dedup.vectors.length_weights`) reaches ``floor`` only within
+    ``window + scale * ln(w / floor)`` days: about 140 at the stories preset.
+    Where it never can, the reach is -1; where dates do not count, it is
+    infinite. A hair is added, so that rounding cannot make the reach drop a
+    pair the exact ceiling keeps.
+    """
+    weights = np.asarray(weights, dtype=np.float64)
+    if scale_days <= 0 or floor <= 0:
+        return np.full(weights.size, np.inf)
+    reach = window_days + scale_days * np.log(np.maximum(weights, floor) / floor)
+    return np.where(weights >= floor, reach + 1e-6, -1.0)
+
+
 def pair_jaccards(hash_sets: Sequence[np.ndarray], rows, cols) -> np.ndarray:
     """Exact Jaccard of each pair's shingle-hash sets."""
     return np.array(

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dedup import band_index
-from dedup.band_index import BandRun, BandRuns, merge_plan, reference_bucket_mates
+from dedup.band_index import BandRun, BandRuns, DateWindow, merge_plan, reference_bucket_mates
 
 
 @st.composite
@@ -43,6 +43,45 @@ def test_candidates_equal_the_dict_of_buckets(case, jobs):
         owners, docs = index.candidates(queries, max_bucket, min_bands, jobs)
     assert pairs_of(owners, docs) == reference_bucket_mates(runs, queries, max_bucket, min_bands)
     assert np.all(np.diff(owners * (docs.max(initial=0) + 1) + docs) > 0)  # by owner, then doc
+
+
+@st.composite
+def date_windows(draw, rows: int, docs: int) -> DateWindow:
+    """Days of some documents (some unknown), of each row (some unknown) and reaches."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+
+    def days(count: int) -> np.ndarray:
+        out = rng.integers(0, 20, count).astype(np.float64)
+        out[rng.random(count) < 0.2] = np.nan
+        return out
+
+    reach = rng.choice([-1.0, 0.0, 2.0, 5.5, np.inf], rows)
+    return DateWindow(days(draw(st.integers(0, docs))), days(rows), reach)
+
+
+@settings(max_examples=150, deadline=None)
+@given(case=stored_runs(), data=st.data(), jobs=st.integers(1, 3))
+def test_a_date_window_drops_exactly_the_documents_out_of_reach(case, data, jobs):
+    runs, queries, max_bucket, min_bands = case
+    last = max((int(docs[-1]) for docs, _ in runs if docs.size), default=0)
+    window = data.draw(date_windows(queries.shape[0], last + 2))
+    index = BandRuns()
+    index.runs = [BandRun.of(docs, keys) for docs, keys in runs]
+    with mock.patch.object(band_index, "_MIN_THREAD_ROWS", 1):
+        owners, docs = index.candidates(queries, max_bucket, min_bands, jobs, window)
+    expected = reference_bucket_mates(runs, queries, max_bucket, min_bands, window)
+    assert pairs_of(owners, docs) == expected
+    # The window only drops pairs: those left are pairs without it.
+    assert expected <= reference_bucket_mates(runs, queries, max_bucket, min_bands)
+
+
+def test_a_date_window_counts_buckets_after_the_bound():
+    # Bucket 7 holds documents 1-3, the bound gives 2 and 3; the window drops 3.
+    index = BandRuns()
+    index.runs = [BandRun.of(np.array([1, 2, 3]), np.full((3, 1), 7))]
+    window = DateWindow(np.array([0.0, 0.0, 9.0, 30.0]), np.array([10.0]), np.array([2.0]))
+    owners, docs = index.candidates(np.array([[7]]), 2, 1, window=window)
+    assert docs.tolist() == [2]  # document 1 is in reach but past the bound
 
 
 @settings(max_examples=100, deadline=None)

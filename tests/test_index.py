@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import os
 import random
@@ -13,6 +15,7 @@ import textwrap
 import time
 from datetime import timedelta
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from click.testing import CliRunner
@@ -20,6 +23,7 @@ from click.testing import CliRunner
 import dedup
 from dedup.cli import cli
 from dedup.index import IndexBusyError, IndexFormatError, IndexParamsError, StoryIndex
+from dedup.sqlite_store import SQLiteStore
 from dedup.stores import StoreUnavailableError
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "news"
@@ -110,6 +114,45 @@ def test_a_copy_joins_within_days_and_not_a_year_later(location):
         )
         assert (near.id, near.status, near.cluster) == ("near", "joined", added[source.id])
         assert (far.id, far.status, far.matches) == ("far", "new", ())
+
+
+def test_the_date_window_of_the_buckets_changes_no_result(tmp_path):
+    # SQLite skips bucket mates dated beyond a document's reach before
+    # counting them; the same stories spread over two years must cluster
+    # exactly as without that window, which the ceiling filter alone gives.
+    base = [d for d in _examples() if d.published is not None]
+    docs = [
+        dataclasses.replace(d, id=f"{d.id}+{days}", published=d.published + timedelta(days=days))
+        for days in (0, 2, 90, 150, 400)
+        for d in base
+    ]
+    random.Random(1).shuffle(docs)
+    windowed = SQLiteStore.lsh_candidates
+    counted = {}
+
+    def unwindowed(self, signatures, max_bucket, min_bands=1, jobs=1, days=None, reach=None):
+        counted["all"] = (
+            counted.get("all", 0)
+            + windowed(self, signatures, max_bucket, min_bands, jobs).owners.size
+        )
+        counted["windowed"] = (
+            counted.get("windowed", 0)
+            + windowed(self, signatures, max_bucket, min_bands, jobs, days, reach).owners.size
+        )
+        return windowed(self, signatures, max_bucket, min_bands, jobs)
+
+    results = []
+    for name, patch in (("window", None), ("none", unwindowed)):
+        with contextlib.ExitStack() as stack:
+            if patch:
+                stack.enter_context(mock.patch.object(SQLiteStore, "lsh_candidates", patch))
+            index = stack.enter_context(StoryIndex(tmp_path / f"{name}.sqlite"))
+            added = [index.add(docs[k : k + 40]) for k in range(0, len(docs), 40)]
+            queried = index.query(base[:5])
+            result = index.clusters()
+            results.append((added, queried, result.labels.tolist(), index.store.all_links()))
+    assert results[0] == results[1]
+    assert counted["windowed"] < counted["all"] / 2  # the window did drop most candidates
 
 
 def test_remove_and_clusters(location):

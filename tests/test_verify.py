@@ -16,7 +16,14 @@ from hypothesis import strategies as st
 
 import dedup.verify as verify_module
 from dedup.vectors import DocumentFrequencies, feature_counts, tfidf_rows
-from dedup.verify import days_apart, pair_cosines, pair_jaccards, time_factor
+from dedup.verify import (
+    days_apart,
+    pair_cosines,
+    pair_jaccards,
+    reach_days,
+    score_ceilings,
+    time_factor,
+)
 
 VOCAB = ["kim", "putin", "kore", "rusya", "zirve", "ziyaret", "anlaşma", "füze", "uzay", "x"]
 TERM_LISTS = st.lists(st.lists(st.sampled_from(VOCAB), max_size=12), min_size=1, max_size=8)
@@ -269,3 +276,26 @@ def test_no_pair_scores_over_its_ceiling(case, data, window, scale, reference):
     sets, _ = feature_counts(term_lists, 1)
     jaccards = story_scores(None, None, published, rows, cols, window, scale, sets)["score"]
     assert np.all(jaccards <= score_ceilings(None, decays, rows, cols))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    weights=st.tuples(st.floats(0.001, 1.0), st.floats(0.001, 1.0)),
+    gap=st.floats(0, 500),
+    window=st.floats(0, 10),
+    scale=st.sampled_from([0.0, 1.0, 30.0]),
+    floor=st.floats(0.001, 0.5),
+)
+def test_reach_days_keeps_every_pair_that_can_reach_the_floor(weights, gap, window, scale, floor):
+    w = np.array(weights)
+    decay = time_factor(np.array([gap]), window, scale)
+    ceiling = score_ceilings(w, decay, np.array([0]), np.array([1]))[0]
+    reach = reach_days(w[:1], floor, window, scale)[0]
+    if ceiling >= floor:
+        assert gap <= reach
+    if np.isfinite(reach) and reach >= 0:
+        # Tight: with a partner of weight 1, just inside reaches the floor, just past does not.
+        inside, past = time_factor(np.array([reach - 1e-3, reach + 1e-3]), window, scale) * w[0]
+        assert inside >= floor > past
+    else:
+        assert (scale <= 0 and reach == np.inf) or (w[0] < floor and reach < 0)
