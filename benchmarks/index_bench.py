@@ -22,6 +22,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,19 @@ from corpus import iter_articles  # noqa: E402
 from dedup import StoryIndex  # noqa: E402
 
 
-def _bench(location: str, size: int, batch: int, queries: int, seed: int) -> dict[str, Any]:
-    articles = iter_articles(size + batch + queries, seed=seed)
+def _articles(count: int, seed: int, order: str) -> Iterator[dict[str, Any]]:
+    """The corpus's articles in file order (dates at random), or in publication order."""
+    articles = iter_articles(count, seed=seed)
+    if order == "published":
+        # As a crawler meets them: each batch is the next days' news.
+        return iter(sorted(articles, key=lambda a: (a["published"], a["id"])))
+    return articles
+
+
+def _bench(
+    location: str, size: int, batch: int, queries: int, seed: int, order: str
+) -> dict[str, Any]:
+    articles = _articles(size + batch + queries, seed, order)
     growth = []  # (documents before the add, documents/s) of every batch
     with StoryIndex(location) as index:
         loaded = 0
@@ -64,17 +76,25 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=10_000, help="documents per add")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--order",
+        choices=("file", "published"),
+        default="file",
+        help="batches of articles from any date (file), or day after day (published)",
+    )
     parser.add_argument("--redis", metavar="URL", help="also time Redis (its db is flushed)")
     args = parser.parse_args()
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "bench.sqlite")
-        results["sqlite"] = _bench(path, args.size, args.batch, args.queries, args.seed)
+        results["sqlite"] = _bench(path, args.size, args.batch, args.queries, args.seed, args.order)
     if args.redis:
         import redis
 
         redis.Redis.from_url(args.redis).flushdb()
-        results["redis"] = _bench(args.redis, args.size, args.batch, args.queries, args.seed)
+        results["redis"] = _bench(
+            args.redis, args.size, args.batch, args.queries, args.seed, args.order
+        )
     print(
         f"index of {args.size} documents, one more batch of {args.batch}, "
         f"{args.queries} single-document queries"
