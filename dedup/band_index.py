@@ -4,11 +4,14 @@ A store keeps its documents' band keys as runs, one per commit and merged
 now and then (:func:`merge_plan`), so that reopening an index reads a few
 blobs instead of a row per document and band. :class:`BandRuns` answers
 "which stored documents share at least ``min_bands`` buckets with each of
-these signatures" with binary searches in each run's per-band sorted keys, a
+these signatures" with searches in each run's per-band sorted keys (the
+signatures' keys visited in order, each search galloping on from the last), a
 compiled loop and no Python object per hit. A bucket of more than
 ``max_bucket`` documents gives only the latest added, as the old bucket
-table did; :func:`reference_bucket_mates` is the plain dict-of-buckets
-version the tests hold it to.
+table did. A :class:`DateWindow` leaves out, before they are counted, the
+documents dated too far from a signature's to ever link with it: in a long
+archive, most of every bucket. :func:`reference_bucket_mates` is the plain
+dict-of-buckets version the tests hold it to.
 """
 
 from __future__ import annotations

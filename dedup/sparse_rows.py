@@ -251,11 +251,30 @@ class SortedHashes:
         _directed_search(self.table, self.directory, self.shift, values, out)
         return out
 
+    def lookup(self, values: np.ndarray, found: np.ndarray) -> np.ndarray:
+        """``found[k]`` where ``values[i]`` is table entry ``k``, else 0; as int64.
+
+        One pass: each value is searched and read while its table entry is
+        still in cache, instead of a search, a gather to compare and a
+        gather to read, each of the table at random.
+        """
+        values = np.asarray(values, dtype=np.uint32)
+        out = np.empty(values.size, dtype=np.int64)
+        _directed_lookup(self.table, self.directory, self.shift, found, values, out)
+        return out
+
 
 @numba.njit(cache=True, nogil=True)
 def _directed_search(table, directory, shift, values, out):  # pragma: no cover - compiled
     for i in range(values.size):
         out[i] = _position(table, directory, shift, values[i])
+
+
+@numba.njit(cache=True, nogil=True)
+def _directed_lookup(table, directory, shift, found, values, out):  # pragma: no cover - compiled
+    for i in range(values.size):
+        at = _position(table, directory, shift, values[i])
+        out[i] = found[at] if at < table.size and table[at] == values[i] else 0
 
 
 @numba.njit(cache=True, nogil=True, inline="always")

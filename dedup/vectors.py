@@ -158,13 +158,11 @@ class DocumentFrequencies:
         first call and kept: an index answering query after query looks up
         each one's features in millions.
         """
+        if self.features.size >= _DIRECTED_SEARCH_SIZE:
+            return self._search.lookup(features, self.counts)
         df = np.zeros(len(features), dtype=np.int64)
         if self.features.size:
-            if self.features.size >= _DIRECTED_SEARCH_SIZE:
-                position = self._search.positions(features)
-            else:
-                position = np.searchsorted(self.features, features)
-            position = np.minimum(position, self.features.size - 1)
+            position = np.minimum(np.searchsorted(self.features, features), self.features.size - 1)
             found = self.features[position] == features
             df[found] = self.counts[position[found]]
         return df
