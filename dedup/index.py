@@ -502,17 +502,39 @@ class StoryIndex:
                     ranked,
                 )
             )
-        batch = Batch()
-        if write:
-            batch = self._batch(docs, feats, tfs, distinct, sets, sigs, assignments)
-            batch.moved = moved
-            batch.next_cluster = next_cluster
-            batch.df_features, batch.df_counts = batch_df.features, batch_df.counts
-            batch.links = [
-                (ids[i], ids[j], s)
-                for i, j, s in zip(rows.tolist(), cols.tolist(), scores.tolist(), strict=True)
-            ]
-            batch.links += stored  # rescored: keep today's values
+        if not write:
+            return _Plan(assignments, Batch())
+        jaccard = params.similarity == "jaccard"
+        records = [
+            StoredDocument(
+                id=doc.id,
+                cluster=a.cluster,
+                published=doc.published,
+                title=doc.title,
+                source=doc.source,
+                snippet=doc.text[:_SNIPPET],
+                distinct_terms=int(terms),
+                features=f,
+                counts=c.astype(np.uint32),
+                shingles=shingles if jaccard else None,  # sorted and distinct already
+            )
+            for doc, a, f, c, terms, shingles in zip(
+                docs, assignments, feats, tfs, distinct, sets, strict=True
+            )
+        ]
+        links = [
+            (ids[i], ids[j], s)
+            for i, j, s in zip(rows.tolist(), cols.tolist(), scores.tolist(), strict=True)
+        ]
+        batch = Batch(
+            documents=records,
+            signatures=sigs,
+            moved=moved,
+            links=links + stored,  # the stored ones rescored: keep today's values
+            df_features=batch_df.features,
+            df_counts=batch_df.counts,
+            next_cluster=next_cluster,
+        )
         return _Plan(assignments, batch)
 
     def _reachable(
@@ -593,34 +615,3 @@ class StoryIndex:
             hash_sets,
             default_jobs(),
         )["score"]
-
-    def _batch(
-        self,
-        docs: Sequence[Document],
-        feats: list[np.ndarray],
-        tfs: list[np.ndarray],
-        distinct: np.ndarray,
-        sets: list[np.ndarray],
-        sigs: np.ndarray,
-        assignments: list[Assignment],
-    ) -> Batch:
-        batch = Batch(signatures=sigs)
-        jaccard = self.params.similarity == "jaccard"
-        for k, doc in enumerate(docs):
-            cluster = assignments[k].cluster
-            assert cluster is not None
-            batch.documents.append(
-                StoredDocument(
-                    id=doc.id,
-                    cluster=cluster,
-                    published=doc.published,
-                    title=doc.title,
-                    source=doc.source,
-                    snippet=doc.text[:_SNIPPET],
-                    distinct_terms=int(distinct[k]),
-                    features=feats[k],
-                    counts=tfs[k].astype(np.uint32),
-                    shingles=sets[k] if jaccard else None,  # sorted and distinct already
-                )
-            )
-        return batch
