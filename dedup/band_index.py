@@ -29,6 +29,9 @@ from dedup.threads import call_in_threads
 # Merge the newest runs while the older of the last two holds at most this
 # many times the newer's documents: about log2(documents / batch) runs stay.
 _MERGE_RATIO = 2
+# Bytes a run may take as one blob: SQLite refuses a blob over 1e9 bytes, which
+# 128 bands reach at 650k documents; runs stop merging at half that.
+_MAX_RUN_BYTES = 500_000_000
 # Fewest signatures each thread of BandRuns.candidates takes: a query's one is not worth it.
 _MIN_THREAD_ROWS = 256
 
@@ -110,15 +113,26 @@ class DateWindow:
         return not abs(self.doc_days[doc] - self.days[row]) > self.reach[row]
 
 
-def merge_plan(sizes: list[int]) -> int:
+def run_limit(bands: int) -> int:
+    """The most documents a run of ``bands`` bands may hold (see ``_MAX_RUN_BYTES``)."""
+    return max(1, _MAX_RUN_BYTES // (4 + 12 * bands))  # a number, and a key and member a band
+
+
+def merge_plan(sizes: list[int], limit: int | None = None) -> int:
     """How many of the newest runs (sizes oldest first) to merge into one; 0 or 1 for none.
 
     Binary-counter merging: the newest runs merge while the run before them
     holds at most ``_MERGE_RATIO`` times their documents, so each document
-    is rewritten about log2(runs) times and about that many runs stay.
+    is rewritten about log2(runs) times and about that many runs stay. No
+    merge makes a run of more than ``limit`` documents: past it, runs stay
+    apart (a few more, each searched on its own).
     """
     count, total = 1, sizes[-1] if sizes else 0
-    while count < len(sizes) and sizes[-count - 1] <= _MERGE_RATIO * total:
+    while (
+        count < len(sizes)
+        and sizes[-count - 1] <= _MERGE_RATIO * total
+        and (limit is None or total + sizes[-count - 1] <= limit)
+    ):
         total += sizes[-count - 1]
         count += 1
     return count if count > 1 else 0

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from dedup.band_index import BandRun, BandRuns, DateWindow, merge_plan
+from dedup.band_index import BandRun, BandRuns, DateWindow, merge_plan, run_limit
 from dedup.candidates import band_keys
 from dedup.errors import DedupError
 from dedup.signature import EMPTY
@@ -367,7 +367,10 @@ class SQLiteStore(Store):
             )
             live, keys = self._keys(batch.signatures)
             docs = np.array([number[batch.documents[k].id] for k in live.tolist()], np.int64)
-            self._add_run(BandRun.of(docs, keys))
+            limit = run_limit(self.bands)
+            for start in range(0, docs.size, limit):  # a huge batch as several runs
+                part = slice(start, start + limit)
+                self._add_run(BandRun.of(docs[part], keys[part]), limit)
             db.executemany(
                 "UPDATE docs SET cluster = ? WHERE id = ?",
                 ((c, doc_id) for doc_id, c in batch.moved.items()),
@@ -399,11 +402,11 @@ class SQLiteStore(Store):
         except sqlite3.Error as err:
             raise self._error(err) from None
 
-    def _add_run(self, run: BandRun) -> None:
+    def _add_run(self, run: BandRun, limit: int) -> None:
         """Write a commit's band run, merging the newest runs as :func:`merge_plan` says."""
         self._sync_runs()
         runs = list(self._runs.items())
-        merge = merge_plan([r.docs.size for _, r in runs] + [run.docs.size])
+        merge = merge_plan([r.docs.size for _, r in runs] + [run.docs.size], limit)
         if merge:
             for number, older in reversed(runs[len(runs) + 1 - merge :]):
                 run = older.merged(run)

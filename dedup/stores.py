@@ -121,14 +121,18 @@ class Batch:
 
 
 def pack_counts(features: np.ndarray, counts: np.ndarray) -> tuple[bytes, bytes]:
-    """A DF run as two little-endian blobs (signed counts: a removal is a run of -1s)."""
-    return features.astype("<u4").tobytes(), counts.astype("<i8").tobytes()
+    """A DF run as two little-endian blobs of 4 bytes a feature (signed counts: a removal
+    is a run of -1s). A million articles' table, written whole, is near 100M features:
+    8-byte counts would pass SQLite's 1 GB limit on a blob."""
+    return features.astype("<u4").tobytes(), counts.astype("<i4").tobytes()
 
 
 def unpack_counts(features: bytes, counts: bytes) -> tuple[np.ndarray, np.ndarray]:
+    # Indexes written before counts took 4 bytes hold 8-byte ones.
+    width = "<i8" if len(counts) == 2 * len(features) and features else "<i4"
     return (
         np.frombuffer(features, dtype="<u4").astype(np.uint32),
-        np.frombuffer(counts, dtype="<i8").astype(np.int64),
+        np.frombuffer(counts, dtype=width).astype(np.int64),
     )
 
 

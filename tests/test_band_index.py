@@ -10,7 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dedup import band_index
-from dedup.band_index import BandRun, BandRuns, DateWindow, merge_plan, reference_bucket_mates
+from dedup.band_index import (
+    BandRun,
+    BandRuns,
+    DateWindow,
+    merge_plan,
+    reference_bucket_mates,
+    run_limit,
+)
 
 
 @st.composite
@@ -130,3 +137,25 @@ def test_merge_plan_keeps_about_log_runs():
         assert len(sizes) <= 8  # log2(100) + 1
     assert merge_plan([100]) == 0 and merge_plan([1000, 10]) == 0
     assert merge_plan([10, 10]) == 2 and merge_plan([40, 20, 10, 10]) == 4
+
+
+def test_merge_plan_never_makes_a_run_over_the_limit():
+    sizes: list[int] = []
+    for step in range(200):
+        sizes.append(10_000)
+        merge = merge_plan(sizes, limit=65_000)
+        if merge:
+            sizes[-merge:] = [sum(sizes[-merge:])]
+        assert max(sizes) <= 65_000 and sum(sizes) == 10_000 * (step + 1)
+    assert len(sizes) <= 2_000_000 // 65_000 * 2 + 8  # full runs, and a log tail
+    assert merge_plan([10, 10], limit=15) == 0 and merge_plan([10, 10], limit=20) == 2
+
+
+def test_a_run_at_the_limit_fits_one_blob():
+    # 128 bands: SQLite's 1e9-byte blob would hold 650k documents' keys.
+    assert 200_000 < run_limit(128) < 650_000
+    small, large = (
+        len(BandRun.of(np.arange(n), np.zeros((n, 128), np.uint64)).to_bytes()) for n in (500, 1000)
+    )
+    per_document = (large - small) / 500
+    assert large + per_document * (run_limit(128) - 1000) < 1e9

@@ -17,14 +17,16 @@ from datetime import timedelta
 from pathlib import Path
 from unittest import mock
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
 import dedup
+from dedup import band_index
 from dedup.cli import cli
 from dedup.index import IndexBusyError, IndexFormatError, IndexParamsError, StoryIndex
 from dedup.sqlite_store import SQLiteStore
-from dedup.stores import StoreUnavailableError
+from dedup.stores import StoreUnavailableError, pack_counts, unpack_counts
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "news"
 REDIS = os.environ.get("DEDUP_TEST_REDIS")
@@ -153,6 +155,27 @@ def test_the_date_window_of_the_buckets_changes_no_result(tmp_path):
             results.append((added, queried, result.labels.tolist(), index.store.all_links()))
     assert results[0] == results[1]
     assert counted["windowed"] < counted["all"] / 2  # the window did drop most candidates
+
+
+def test_band_runs_stay_under_the_blob_limit_with_the_same_results(tmp_path):
+    # A run's keys are one blob, and SQLite refuses blobs over 1e9 bytes (a
+    # million documents' keys at 128 bands). Runs stop merging at a limit and
+    # a larger batch is written as several: here a limit of 4 documents.
+    docs = _examples()
+    results = []
+    for name, limit_bytes in (("small", 4 * (4 + 12 * 128)), ("default", None)):
+        with contextlib.ExitStack() as stack:
+            if limit_bytes:
+                stack.enter_context(mock.patch.object(band_index, "_MAX_RUN_BYTES", limit_bytes))
+            path = tmp_path / f"{name}.sqlite"
+            index = stack.enter_context(StoryIndex(path))
+            assert index.bands == 128
+            added = [index.add(docs[k : k + 6]) for k in range(0, len(docs), 6)]
+            results.append((added, index.clusters().labels.tolist(), index.store.all_links()))
+        runs = sqlite3.connect(path).execute("SELECT documents FROM lsh_runs").fetchall()
+        if limit_bytes:
+            assert max(r[0] for r in runs) <= 4 and len(runs) >= len(docs) / 4
+    assert results[0] == results[1]
 
 
 def test_remove_and_clusters(location):
@@ -289,3 +312,14 @@ def test_two_writers_on_one_sqlite_file_serialise_or_say_busy(tmp_path, shared_d
 
 def test_busy_error_is_a_dedup_error():
     assert issubclass(IndexBusyError, dedup.DedupError)
+
+
+def test_document_frequency_blobs_take_four_bytes_and_old_ones_still_read():
+    features = np.array([1, 5, 9], np.uint32)
+    counts = np.array([3, -1, 70_000], np.int64)  # a removal's run holds -1s
+    packed = pack_counts(features, counts)
+    assert [len(b) for b in packed] == [12, 12]
+    older = (features.astype("<u4").tobytes(), counts.astype("<i8").tobytes())
+    for blobs in (packed, older):
+        got = unpack_counts(*blobs)
+        assert got[0].tolist() == [1, 5, 9] and got[1].tolist() == [3, -1, 70_000]
