@@ -260,7 +260,7 @@ def _bucket_bounds(keys, query):  # pragma: no cover - compiled
     keys about once, in order, instead of jumping about them row by row.
     """
     rows, bands = query.shape
-    bounds = np.empty((len(keys), 2, rows, bands), np.int64)
+    bounds = np.empty((len(keys), 2, rows, bands), np.int32)  # a run holds < 2**31 keys
     for b in range(bands):
         order = np.argsort(query[:, b])
         for r in range(len(keys)):
