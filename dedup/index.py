@@ -361,12 +361,13 @@ class StoryIndex:
         new_rows, new_cols = candidate_pairs(
             sigs, self.bands, self.rows, params.max_bucket, min_bands
         )
-        days = reach = None
+        days = new_weights = reach = None
         if cosine:
             # Stored documents dated beyond reach never link: the store may skip them.
             days = publication_days([d.published for d in docs])
+            new_weights = length_weights(distinct, params.length_reference)
             reach = reach_days(
-                length_weights(distinct, params.length_reference),
+                new_weights,
                 params.threshold * LINK_FLOOR,
                 params.time_window_days,
                 params.time_scale_days,
@@ -374,7 +375,7 @@ class StoryIndex:
         candidates = self.store.lsh_candidates(
             sigs, params.max_bucket, min_bands, default_jobs(), days, reach
         )
-        reachable = self._reachable(candidates, docs, distinct)
+        reachable = self._reachable(candidates, days, new_weights)
         used = np.unique(reachable.mates)  # positions in reachable.ids, which is sorted
         found = self.store.documents([reachable.ids[m] for m in used.tolist()])
         old_ids = sorted(found)
@@ -538,26 +539,30 @@ class StoryIndex:
         return _Plan(assignments, batch)
 
     def _reachable(
-        self, candidates: Candidates, docs: Sequence[Document], distinct: np.ndarray
+        self, candidates: Candidates, days: np.ndarray | None, weights: np.ndarray | None
     ) -> Candidates:
         """The candidates whose dates and lengths let them reach a link.
 
-        The store gives each candidate's date and length with it: a pair whose
-        length factor and date decay alone keep it under the link floor is
-        dropped unscored, as :func:`dedup.pipeline.cluster` drops it, and in a
-        long archive that is most candidates, whose vectors then need not be
-        read at all.
+        ``days`` and ``weights`` are the new documents' publication days and
+        length weights (None: scores do not use them). The store gives each
+        candidate's day and length with it: a pair whose length factor and
+        date decay alone keep it under the link floor is dropped unscored, as
+        :func:`dedup.pipeline.cluster` drops it, and in a long archive that is
+        most candidates, whose vectors then need not be read at all.
         """
         params = self.params
         owners, mates = candidates.owners, candidates.mates
-        if params.similarity == "cosine" and owners.size:
+        if days is not None and weights is not None and owners.size:
             # Nodes: the new documents, then the stored ones in id order.
-            published = publication_days([d.published for d in docs] + candidates.published)
-            lengths = np.concatenate([distinct, candidates.distinct_terms]).astype(np.int64)
-            weights = length_weights(lengths, params.length_reference)
-            nodes = mates + len(docs)
+            stored_weights = length_weights(candidates.distinct_terms, params.length_reference)
+            weights = np.concatenate([weights, stored_weights])
+            nodes = mates + days.size
             decays = date_decays(
-                published, owners, nodes, params.time_window_days, params.time_scale_days
+                np.concatenate([days, candidates.days]),
+                owners,
+                nodes,
+                params.time_window_days,
+                params.time_scale_days,
             )
             reach = score_ceilings(weights, decays, owners, nodes) >= params.threshold * LINK_FLOOR
             owners, mates = owners[reach], mates[reach]

@@ -207,21 +207,21 @@ class SQLiteStore(Store):
             return Candidates.of([], {})
         with self.reading():
             self._sync_runs()
+            self._sync_days()
             window = None
             if days is not None and reach is not None:
-                self._sync_days()
                 window = DateWindow(self._doc_days, days[live], reach[live])
             owners, docs = self._band_runs.candidates(keys, max_bucket, min_bands, jobs, window)
             numbers, mates = np.unique(docs, return_inverse=True)
             # Keys of removed documents stay in their runs: the docs table decides.
             self._temp_numbers("q_c", numbers.tolist())
             rows = self.db.execute(
-                "SELECT n, id, published, distinct_terms FROM docs "
-                "WHERE n IN (SELECT n FROM q_c) ORDER BY id"
+                "SELECT n, id, distinct_terms FROM docs WHERE n IN (SELECT n FROM q_c) ORDER BY id"
             ).fetchall()
+        listed = np.array([r[0] for r in rows], dtype=np.int64)
         # Rank of each candidate number in id order; -1 for a removed one.
         rank = np.full(numbers.size, -1, dtype=np.int64)
-        rank[np.searchsorted(numbers, [r[0] for r in rows])] = np.arange(len(rows))
+        rank[np.searchsorted(numbers, listed)] = np.arange(len(rows))
         mates = rank[mates.ravel()]
         keep = mates >= 0
         owners, mates = live[owners[keep]], mates[keep]
@@ -230,8 +230,8 @@ class SQLiteStore(Store):
             owners[order],
             mates[order],
             [r[1] for r in rows],
-            [_date(r[2]) for r in rows],
-            np.array([r[3] for r in rows], dtype=np.int64),
+            self._doc_days[listed],  # read with the runs, in the same transaction
+            np.array([r[2] for r in rows], dtype=np.int64),
         )
 
     def _sync_runs(self) -> None:

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from dedup.errors import DedupError
+from dedup.verify import publication_days
 
 SCHEMA_VERSION = 3  # 2: document frequencies as runs; 3: LSH band keys as runs
 FORMAT_NAME = "dedup-index"
@@ -81,13 +82,14 @@ class Candidates:
 
     Pair ``p`` is signature row ``owners[p]`` and stored document
     ``ids[mates[p]]``; pairs come by owner, then by id. Each stored document
-    comes with its date and distinct terms, which bound its pairs' scores.
+    comes with its publication day and distinct terms, which bound its pairs'
+    scores.
     """
 
     owners: np.ndarray  # int64
     mates: np.ndarray  # int64, positions in ids
     ids: list[str]
-    published: list[datetime | None]  # of each of ids
+    days: np.ndarray  # float64, dedup.verify.publication_days of each of ids
     distinct_terms: np.ndarray  # int64, of each of ids
 
     @classmethod
@@ -100,7 +102,7 @@ class Candidates:
             np.array([k for k, _ in pairs], dtype=np.int64),
             np.array([at[d] for _, d in pairs], dtype=np.int64),
             ids,
-            [facts[d].published for d in ids],
+            publication_days([facts[d].published for d in ids]),
             np.array([facts[d].distinct_terms for d in ids], dtype=np.int64),
         )
 
