@@ -242,6 +242,13 @@ def _first_band_pairs(keys, ranks, order, band, max_bucket, min_bands):  # pragm
             stop = end if max_bucket == 0 else min(end, p + 1 + max_bucket)
             for q in range(p + 1, stop):
                 j = order[q]
+                # Most bucket mates share only a band or two: a branch-free count of
+                # equal keys, which the compiler vectorises, rules them out first.
+                equal = 0
+                for b in range(bands):
+                    equal += keys[i, b] == keys[j, b]
+                if equal < min_bands:
+                    continue
                 # Which bands pair (i, j): same key, ranks close enough.
                 count = 0
                 for b in range(bands):
