@@ -44,6 +44,18 @@ class Analysed(NamedTuple):
     distinct_terms: int
 
 
+class Analysis(NamedTuple):
+    """The analyses of a batch, in input order, and the words keywords may be chosen from."""
+
+    documents: list[Analysed]
+    words: np.ndarray  # sorted distinct term hashes of the batch; empty unless needs_words
+
+
+def needs_words(params: Params) -> bool:
+    """Whether a run picks keywords among single words, so needs to know which features are."""
+    return params.similarity == "cosine" and params.keywords > 0 and params.single_word_keywords
+
+
 def analyse_terms(
     items: Sequence[tuple[str, str | None, str | None]], lang: str | None, stem: bool, stop: bool
 ) -> list[list[str]]:
@@ -60,7 +72,7 @@ def analyse_terms(
 
 def hashed_analysis(
     items: Sequence[tuple[str, str | None, str | None]], params: Params, shingles: bool = True
-) -> list[Analysed]:
+) -> Analysis:
     """Per item, its shingle-hash set, distinct TF-IDF features with counts and distinct terms.
 
     Runs in the workers, so that hashing is spread over them too. Terms come
@@ -91,7 +103,8 @@ def hashed_analysis(
         features, counts = counted_features(units, owner, count, params.tfidf_ngrams)
     else:
         features = counts = [np.empty(0, np.uint32)] * count
-    return list(map(Analysed, hash_sets, features, counts, map(int, distinct)))
+    words = np.unique(units).astype(np.uint32) if needs_words(params) else np.empty(0, np.uint32)
+    return Analysis(list(map(Analysed, hash_sets, features, counts, map(int, distinct))), words)
 
 
 @functools.lru_cache(maxsize=4)
@@ -112,7 +125,7 @@ def analyse_documents(
     progress: Progress | None = None,
     total: int = 0,
     shingles: bool = True,
-) -> list[Analysed]:
+) -> Analysis:
     """:func:`hashed_analysis` of ``(text, title, lang)`` items, in chunks over ``jobs`` processes.
 
     ``items`` is read lazily, a few chunks ahead of the workers, so a stream
@@ -129,6 +142,7 @@ def analyse_documents(
     chunks = itertools.chain(head, chunks)
     analyse = functools.partial(_packed_analysis, params=params, shingles=shingles)
     analysed: list[Analysed] = []
+    words = [np.empty(0, np.uint32)]
     if progress:
         progress("analyse", 0, total)
     with contextlib.ExitStack() as stack:
@@ -140,9 +154,10 @@ def analyse_documents(
             results = _in_order(pool, analyse, chunks, 2 * jobs)
         for chunk in results:
             analysed.extend(_unpacked(chunk))
+            words.append(chunk.words)
             if progress:
                 progress("analyse", len(analysed), total)
-    return analysed
+    return Analysis(analysed, np.unique(np.concatenate(words)))
 
 
 class _Packed(NamedTuple):
@@ -151,17 +166,18 @@ class _Packed(NamedTuple):
     arrays: tuple[np.ndarray, ...]  # shingles, features, counts of every document, end to end
     sizes: np.ndarray  # per field, per document: how many values it has
     distinct_terms: list[int]
+    words: np.ndarray
 
 
 def _packed_analysis(
     items: Sequence[tuple[str, str | None, str | None]], params: Params, shingles: bool
 ) -> _Packed:
     """:func:`hashed_analysis` of a chunk, packed by the worker that ran it."""
-    chunk = hashed_analysis(items, params, shingles)  # chunks are never empty
+    chunk, words = hashed_analysis(items, params, shingles)  # chunks are never empty
     fields = list(zip(*chunk, strict=True))[:3]
     sizes = np.array([[v.size for v in values] for values in fields], dtype=np.int64)
     arrays = tuple(np.concatenate(values) for values in fields)
-    return _Packed(arrays, sizes, [a.distinct_terms for a in chunk])
+    return _Packed(arrays, sizes, [a.distinct_terms for a in chunk], words)
 
 
 def _unpacked(packed: _Packed) -> list[Analysed]:

@@ -95,6 +95,7 @@ def clustering_options(func: Callable[..., Any]) -> Callable[..., Any]:
         options = {field: kwargs.pop(field) for field in _PARAM_FIELDS}
         options["stem"] = False if kwargs.pop("no_stem") else None
         options["stopwords"] = False if kwargs.pop("no_stopwords") else None
+        options["single_word_keywords"] = False if kwargs.pop("ngram_keywords") else None
         return func(*args, options=options, **kwargs)
 
     return _stack(
@@ -112,6 +113,9 @@ def clustering_options(func: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("--no-stem", is_flag=True, help="Do not stem words."),
         click.option("--no-stopwords", is_flag=True, help="Keep stopwords."),
+        click.option(
+            "--ngram-keywords", is_flag=True, help="Pick keywords among word n-grams too."
+        ),
     )(wrapper)
 
 

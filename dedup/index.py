@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import numpy as np
 from scipy import sparse
 
-from dedup.analysis import analyse_documents, default_jobs, needs_shingles
+from dedup.analysis import analyse_documents, default_jobs, needs_shingles, needs_words
 from dedup.candidates import candidate_pairs, lsh_params
 from dedup.cluster_ids import carried_cluster_ids
 from dedup.errors import ConfigError, DuplicateIdError
@@ -57,6 +57,7 @@ from dedup.vectors import (
     stacked_rows,
     summed_tfidf_rows,
     top_features,
+    word_columns,
 )
 from dedup.verify import (
     date_decays,
@@ -143,6 +144,8 @@ class StoryIndex:
             meta = self.store.meta()
             assert meta is not None
         stored = dict(meta["params"])
+        # Indexes made before single-word keywords picked them among all features.
+        stored.setdefault("single_word_keywords", False)
         unknown = sorted(set(stored) - set(Params().as_dict()))
         if unknown:
             raise IndexFormatError(
@@ -309,33 +312,21 @@ class StoryIndex:
             self._df = DocumentFrequencies(*table, total)
         return self._df
 
-    def _featurise(
-        self, docs: Sequence[Document]
-    ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, list]:
-        """Distinct features and their counts, distinct-term counts and shingle sets of ``docs``.
-
-        Large batches are analysed by worker processes, as ``dedup cluster --jobs``
-        does: analysis is pure Python and most of an ``add``'s time.
-        """
-        items = [(d.text, d.title, d.lang) for d in docs]
-        analysed = analyse_documents(
-            items, self.params, default_jobs(), shingles=needs_shingles(self.params)
-        )
-        distinct = np.array([a.distinct_terms for a in analysed], dtype=np.int64)
-        return (
-            [a.features for a in analysed],
-            [a.counts for a in analysed],
-            distinct,
-            [a.shingles for a in analysed],
-        )
-
     def _plan(self, docs: Sequence[Document], *, write: bool) -> _Plan:
         params = self.params
         docs = sorted(docs, key=lambda d: d.id)  # canonical order, as the batch run
         n = len(docs)
         if n == 0:
             return _Plan([], Batch())
-        feats, tfs, distinct, sets = self._featurise(docs)
+        # Large batches are analysed by worker processes, as dedup cluster --jobs
+        # does: analysis is pure Python and most of an add's time.
+        items = [(d.text, d.title, d.lang) for d in docs]
+        analysed, words = analyse_documents(
+            items, params, default_jobs(), shingles=needs_shingles(params)
+        )
+        feats, tfs = [a.features for a in analysed], [a.counts for a in analysed]
+        distinct = np.array([a.distinct_terms for a in analysed], dtype=np.int64)
+        sets = [a.shingles for a in analysed]
         batch_df = DocumentFrequencies.count(feats)
         stored_df = self._frequencies()
         total = stored_df.documents + n
@@ -351,7 +342,8 @@ class StoryIndex:
                 feats, tfs, (stored_df, batch_df), total, 2, default_jobs()
             )
         if cosine and params.keywords:
-            keyword_sets = top_features(new_matrix, new_columns, params.keywords)
+            eligible = word_columns(new_columns, words) if needs_words(params) else None
+            keyword_sets = top_features(new_matrix, new_columns, params.keywords, eligible)
             sigs = signatures(keyword_sets, params.num_perm, params.seed)
         else:
             sigs = signatures(sets, params.num_perm, params.seed)

@@ -45,6 +45,11 @@ class Params:
         With cosine similarity, sign each document's this many highest-weighted
         TF-IDF features instead of its shingles (0 = shingles): pairs are then
         proposed for sharing what is specific to them.
+    single_word_keywords : bool
+        Pick keywords among single words only, not word n-grams. Two
+        documents share a rare bigram by chance far more often than a rare
+        word, and more so the larger the batch: n-gram keywords crowd out the
+        names and terms of a story as a corpus grows.
     lsh_threshold : float
         Jaccard similarity around which LSH starts proposing pairs.
     max_bucket : int
@@ -80,9 +85,10 @@ class Params:
     num_perm: int = 128
     seed: int = 1
     keywords: int = 40
+    single_word_keywords: bool = True
     lsh_threshold: float = 0.01
     max_bucket: int = 200
-    min_bands: int = 3
+    min_bands: int = 5
     similarity: str = "cosine"
     tfidf_ngrams: int = 2
     threshold: float = 0.045
@@ -155,6 +161,8 @@ def _validate(p: Params) -> None:
         raise ConfigError("tfidf_ngrams must be 1, 2 or 3")
     if not isinstance(p.keywords, int) or p.keywords < 0:
         raise ConfigError("keywords must be a whole number, 0 to sign shingles")
+    if not isinstance(p.single_word_keywords, bool):
+        raise ConfigError("single_word_keywords must be true or false")
     if not isinstance(p.max_bucket, int) or p.max_bucket < 0:
         raise ConfigError("max_bucket must be a whole number, 0 for no bound")
     if not isinstance(p.min_bands, int) or p.min_bands < 1:

@@ -22,7 +22,14 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
-from dedup.analysis import Progress, analyse_documents, analyse_terms, default_jobs, needs_shingles
+from dedup.analysis import (
+    Progress,
+    analyse_documents,
+    analyse_terms,
+    default_jobs,
+    needs_shingles,
+    needs_words,
+)
 from dedup.candidates import candidate_blocks, lsh_params
 from dedup.errors import ConfigError, DuplicateIdError
 from dedup.linkage import average_linkage, single_linkage
@@ -35,6 +42,7 @@ from dedup.vectors import (
     fitted_tfidf_rows,
     length_weights,
     top_features,
+    word_columns,
 )
 from dedup.verify import (
     date_decays,
@@ -113,6 +121,7 @@ class _Prepared:
     counts: list[np.ndarray]  # occurrences of each feature
     distinct_terms: np.ndarray
     published: np.ndarray  # days since 1970 (NaN: unknown), as verify.publication_days
+    words: np.ndarray  # sorted hashes of the batch's single words, where keywords need them
 
     def taken(self, order: np.ndarray) -> _Prepared:
         """The same documents' analyses in ``order``."""
@@ -122,6 +131,7 @@ class _Prepared:
             counts=[self.counts[k] for k in order],
             distinct_terms=self.distinct_terms[order],
             published=self.published[order],
+            words=self.words,
         )
 
 
@@ -144,7 +154,7 @@ def _prepare(
             yield doc.text, doc.title, doc.lang
 
     total = len(documents) if isinstance(documents, Sized) else 0
-    analysed = analyse_documents(items(), params, jobs, progress, total, shingles)
+    analysed, words = analyse_documents(items(), params, jobs, progress, total, shingles)
     stats["seconds_analyse"] = time.perf_counter() - start
     return docs, _Prepared(
         hash_sets=[a.shingles for a in analysed],
@@ -152,6 +162,7 @@ def _prepare(
         counts=[a.counts for a in analysed],
         distinct_terms=np.array([a.distinct_terms for a in analysed], dtype=np.int64),
         published=publication_days([d.published for d in docs]),
+        words=words,
     )
 
 
@@ -181,6 +192,23 @@ def _document_matrix(
     every pair's work without changing a score. ``jobs`` threads fill the rows.
     """
     return fitted_tfidf_rows(prepared.features, prepared.counts, 2, jobs)
+
+
+def _signatures(
+    prepared: _Prepared,
+    params: Params,
+    matrix: sparse.csr_matrix | None,
+    columns: np.ndarray | None,
+) -> np.ndarray:
+    """MinHash signatures of each document's keywords, or of its shingles without keywords.
+
+    The keyword sets are freed on return: a million documents' need not wait for the linkage.
+    """
+    sets = prepared.hash_sets
+    if params.keywords and matrix is not None:
+        eligible = word_columns(columns, prepared.words) if needs_words(params) else None
+        sets = top_features(matrix, columns, params.keywords, eligible)
+    return signatures(sets, params.num_perm, params.seed)
 
 
 def _score(
@@ -383,11 +411,8 @@ def run(
         prepared = dataclasses.replace(prepared, features=[], counts=[])
         _release_freed_memory()
     with stage("sign"):
-        sets = prepared.hash_sets
-        if params.keywords and matrix is not None:
-            sets = top_features(matrix, columns, params.keywords)
-        sigs = signatures(sets, params.num_perm, params.seed)
-        del sets, columns  # signed: a million documents' keywords need not wait for the linkage
+        sigs = _signatures(prepared, params, matrix, columns)
+        del columns  # past signing, the columns are not read again
     rows, cols, scores = _scored_links(prepared, sigs, params, matrix, jobs, stats, progress)
     stats["links"] = int(np.count_nonzero(scores >= params.threshold))
     with stage("cluster"):

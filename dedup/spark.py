@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dedup.analysis import needs_shingles
+from dedup.analysis import needs_shingles, needs_words
 from dedup.candidates import lsh_params
 from dedup.errors import ConfigError, DuplicateIdError, EmptyDocumentError, FieldError, InputError
 from dedup.params import Params, resolve_params
@@ -286,6 +286,8 @@ def _analysed(base: DataFrame, params: Params, strip: bool) -> DataFrame:
         schema += ", features array<bigint>, tf array<bigint>"
     if needs_shingles(params):
         schema += ", signature array<bigint>"
+    if needs_words(params):
+        schema += ", words array<bigint>"
     task = functools.partial(analyse_batches, params=params, strip=strip)
     return base.mapInArrow(task, schema)
 
@@ -323,10 +325,15 @@ def _vectors(docs: DataFrame, params: Params, documents: int, sign: bool, F: Any
         .filter(F.col("count") > 1)  # a missing feature is one document's: df = 1
         .withColumnRenamed("count", "df")
     )
+    if needs_words(params):  # which features are a single word in some document
+        words = docs.select(F.explode("words").alias("f")).distinct()
+        frequencies = frequencies.join(words.withColumn("word", F.lit(True)), "f", "left")
+    else:
+        frequencies = frequencies.withColumn("word", F.lit(None).cast("boolean"))
     cells = docs.select(
         "i", "weight", "published", F.explode_outer(F.arrays_zip("features", "tf")).alias("c")
     ).select("i", "weight", "published", F.col("c.features").alias("f"), F.col("c.tf").alias("tf"))
-    cell = F.when(F.col("f").isNotNull(), F.struct("f", "tf", "df"))
+    cell = F.when(F.col("f").isNotNull(), F.struct("f", "tf", "df", "word"))
     grouped = (
         cells.join(frequencies, "f", "left")
         .groupBy("i", "weight", "published")

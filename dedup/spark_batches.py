@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 from scipy import sparse
 
-from dedup.analysis import hashed_analysis, needs_shingles
+from dedup.analysis import hashed_analysis, needs_shingles, needs_words
 from dedup.candidates import band_keys
 from dedup.errors import ConfigError
 from dedup.linkage import average_linkage
@@ -29,6 +29,7 @@ from dedup.vectors import (
     length_weights,
     tfidf_rows,
     top_features,
+    word_columns,
 )
 from dedup.verify import story_scores
 
@@ -94,10 +95,14 @@ def analyse_batches(
     ``empty`` flag, the sorted distinct ``shingles`` (empty where the
     parameters never read them, :func:`dedup.analysis.needs_shingles`), and
     for cosine similarity its distinct TF-IDF ``features`` with their counts
-    ``tf``; when shingles are signed, also their MinHash ``signature``.
+    ``tf``; when shingles are signed, also their MinHash ``signature``; where
+    keywords are single words (:func:`dedup.analysis.needs_words`), the
+    features that are ``words`` of the batch, so that the engine can tell which
+    features are words anywhere in the corpus, as the local engine does.
     """
     cosine = params.similarity == "cosine"
     shingled = needs_shingles(params)
+    worded = needs_words(params)
     for batch in batches:
         data = batch.to_pydict()
         items = []
@@ -106,7 +111,7 @@ def analyse_batches(
                 title = (title.strip() or None) if title else None
                 lang = (lang.strip() or None) if lang else None
             items.append((text or "", title, lang))
-        analysed = hashed_analysis(items, params, shingled)
+        analysed, words = hashed_analysis(items, params, shingled)
         sets = [a.shingles for a in analysed]
         counts = np.array([a.distinct_terms for a in analysed], dtype=np.int64)
         columns = {
@@ -121,6 +126,10 @@ def analyse_batches(
             columns["tf"] = lists([a.counts for a in analysed])
         if shingled:
             columns["signature"] = lists(list(signatures(sets, params.num_perm, params.seed)))
+        if worded:
+            columns["words"] = lists(
+                [a.features[word_columns(a.features, words)] for a in analysed]
+            )
         yield pa.RecordBatch.from_pydict(columns)
 
 
@@ -130,7 +139,8 @@ def tfidf_batches(
     """TF-IDF rows (and keyword signatures) of documents whose features carry their global DF.
 
     Input per document: ``i``, ``weight``, ``published`` and ``cells``, a list of
-    ``(f, tf, df)`` (``df`` null for a feature of this document only). The IDF
+    ``(f, tf, df, word)`` (``df`` null for a feature of this document only,
+    ``word`` true for a feature that is a single word in some document). The IDF
     uses the corpus-wide counts, so :func:`dedup.vectors.tfidf_rows` gives each
     row exactly the values of a local run; features of one document are then
     dropped as the local engine drops them. Yields ``i``, ``weight``,
@@ -160,7 +170,11 @@ def tfidf_batches(
             "vals": lists(_split(matrix.indptr, matrix.data), pa.float64()),
         }
         if sign:
-            keywords = top_features(matrix, columns, params.keywords)
+            eligible = None
+            if needs_words(params):
+                is_word = cells.field("word").fill_null(False).to_numpy(zero_copy_only=False)
+                eligible = word_columns(columns, distinct[is_word[first]].astype(np.uint32))
+            keywords = top_features(matrix, columns, params.keywords, eligible)
             out["signature"] = lists(list(signatures(keywords, params.num_perm, params.seed)))
         yield pa.RecordBatch.from_pydict(out)
 

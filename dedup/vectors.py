@@ -323,12 +323,16 @@ def _rows_over(
     return matrix, columns if kept is None else columns[kept]
 
 
-def top_features(matrix: sparse.csr_matrix, columns: np.ndarray, k: int) -> list[np.ndarray]:
+def top_features(
+    matrix: sparse.csr_matrix, columns: np.ndarray, k: int, eligible: np.ndarray | None = None
+) -> list[np.ndarray]:
     """Per row, the hashes of its ``k`` highest-weighted features (ties by hash), sorted.
 
     A document's keywords: the names, places and phrases that set it apart
     from the batch. MinHash over keyword sets proposes pairs that share what
     is specific to them, instead of the common words any two articles share.
+    ``eligible``, a boolean per column, limits the choice to those columns
+    (see :func:`word_columns`); None lets every column be chosen.
 
     Notes
     -----
@@ -337,30 +341,36 @@ def top_features(matrix: sparse.csr_matrix, columns: np.ndarray, k: int) -> list
     """
     matrix = matrix.tocsr()
     columns = np.asarray(columns)
+    eligible = np.ones(columns.size, bool) if eligible is None else np.asarray(eligible, bool)
     if np.any(columns[1:] < columns[:-1]):  # put the columns in hash order
         by_hash = np.argsort(columns, kind="stable")
-        matrix, columns = matrix[:, by_hash].tocsr(), columns[by_hash]
+        matrix, columns, eligible = matrix[:, by_hash].tocsr(), columns[by_hash], eligible[by_hash]
     if not matrix.has_sorted_indices:
         matrix = matrix.copy()
         matrix.sort_indices()
     # Within a row, column order is now hash order: a stable sort by weight
     # leaves ties by hash, and sorting the chosen positions puts them in hash order.
-    positions, counts = _top_positions(matrix.indptr.astype(np.int64), matrix.data, k)
+    positions, counts = _top_positions(
+        matrix.indptr.astype(np.int64), matrix.indices, matrix.data, eligible, k
+    )
     hashes = columns[matrix.indices[positions]].astype(np.uint32)
     return np.split(hashes, np.cumsum(counts)[:-1])
 
 
 @numba.njit(cache=True, nogil=True)
-def _top_positions(indptr, data, k):  # pragma: no cover - compiled
+def _top_positions(indptr, indices, data, eligible, k):  # pragma: no cover - compiled
     n = indptr.size - 1
-    counts = np.empty(n, np.int64)
+    counts = np.zeros(n, np.int64)
     for i in range(n):
-        counts[i] = min(k, indptr[i + 1] - indptr[i])
+        for p in range(indptr[i], indptr[i + 1]):
+            counts[i] += eligible[indices[p]]
+        counts[i] = min(k, counts[i])
     out = np.empty(counts.sum(), np.int64)
     at = 0
     for i in range(n):
         start = indptr[i]
-        chosen = np.argsort(-data[start : indptr[i + 1]], kind="mergesort")[: counts[i]]
+        allowed = np.flatnonzero(eligible[indices[start : indptr[i + 1]]])
+        chosen = allowed[np.argsort(-data[start + allowed], kind="mergesort")[: counts[i]]]
         chosen.sort()
         out[at : at + counts[i]] = chosen + start
         at += counts[i]
@@ -368,19 +378,35 @@ def _top_positions(indptr, data, k):  # pragma: no cover - compiled
 
 
 def reference_top_features(
-    matrix: sparse.csr_matrix, columns: np.ndarray, k: int
+    matrix: sparse.csr_matrix, columns: np.ndarray, k: int, eligible: np.ndarray | None = None
 ) -> list[np.ndarray]:
     """The plain numpy version of :func:`top_features`, which the tests hold it to."""
     matrix = matrix.tocsr()
     n = matrix.shape[0]
     owner = np.repeat(np.arange(n), np.diff(matrix.indptr))
     hashes = columns[matrix.indices]
-    order = np.lexsort((hashes, -matrix.data, owner))
-    rank = np.arange(order.size) - matrix.indptr[owner[order]]
+    allowed = np.ones(hashes.size, bool) if eligible is None else eligible[matrix.indices]
+    owner, hashes, data = owner[allowed], hashes[allowed], matrix.data[allowed]
+    order = np.lexsort((hashes, -data, owner))
+    first = np.searchsorted(owner, np.arange(n))  # owner is sorted: each row's first entry
+    rank = np.arange(order.size) - first[owner[order]]
     chosen = order[rank < k]
     chosen = chosen[np.lexsort((hashes[chosen], owner[chosen]))]
     bounds = np.searchsorted(owner[chosen], np.arange(1, n))
     return np.split(hashes[chosen].astype(np.uint32), bounds)
+
+
+def word_columns(columns: np.ndarray, words: np.ndarray) -> np.ndarray:
+    """Which ``columns`` (feature hashes) are single words: in the sorted hashes ``words``.
+
+    A bigram whose hash equals some word's counts as a word: one feature in
+    about 4 billion / (distinct words), and the same on every engine.
+    """
+    columns = np.asarray(columns)
+    if words.size == 0:
+        return np.zeros(columns.size, bool)
+    at = np.minimum(np.searchsorted(words, columns), words.size - 1)
+    return words[at] == columns
 
 
 def merge_counts(

@@ -202,9 +202,11 @@ def test_cluster_options_reach_the_library(stories: Path):
             "0",
             "--similarity",
             "jaccard",
+            "--ngram-keywords",
         ).stdout
     )
     params = payload["params"]
+    assert params["single_word_keywords"] is False
     assert params["threshold"] == 0.9
     assert params["num_perm"] == 64
     assert params["stem"] is False

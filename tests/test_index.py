@@ -196,6 +196,25 @@ def test_parameters_are_fixed_at_creation(location):
         StoryIndex(location, threshold=0.2)
 
 
+def test_an_index_from_before_single_word_keywords_keeps_its_keywords(tmp_path):
+    old = tmp_path / "old.sqlite"
+    docs = _examples()
+    with StoryIndex(old) as index:
+        index.add(docs[:4])
+    with sqlite3.connect(old) as db:  # as an older dedup stored them: no such field
+        (stored,) = db.execute("SELECT value FROM meta WHERE key = 'params'").fetchone()
+        params = json.loads(stored)
+        del params["single_word_keywords"]
+        db.execute("UPDATE meta SET value = ? WHERE key = 'params'", (json.dumps(params),))
+    with StoryIndex(old) as index:
+        assert index.params.single_word_keywords is False
+        eligible = mock.patch("dedup.index.word_columns", side_effect=AssertionError)
+        with eligible:  # keywords from every feature: no word columns looked up
+            index.add(docs[4:])
+    with pytest.raises(IndexParamsError, match="single_word_keywords=False"):
+        StoryIndex(old, preset="stories")
+
+
 def test_corrupt_foreign_and_old_files_are_named(tmp_path):
     garbage = tmp_path / "garbage.idx"
     garbage.write_bytes(os.urandom(4096))

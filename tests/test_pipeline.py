@@ -171,7 +171,13 @@ def test_no_documents():
 
 @pytest.mark.parametrize(
     "options",
-    [{"bogus": 1}, {"threshold": 0.0}, {"linkage": "complete"}, {"shingle": "line"}],
+    [
+        {"bogus": 1},
+        {"threshold": 0.0},
+        {"linkage": "complete"},
+        {"shingle": "line"},
+        {"single_word_keywords": "yes"},
+    ],
 )
 def test_bad_options_are_config_errors(options):
     with pytest.raises(ConfigError):
@@ -314,6 +320,31 @@ def test_shuffled_input_gives_each_document_the_same_similarity_and_representati
     assert any(similarity < 1.0 for similarity, _ in first.values())
 
 
+@pytest.mark.parametrize("single_words", [True, False])
+def test_stories_keywords_are_single_words(shared_data, monkeypatch, single_words):
+    import dedup.pipeline as pipeline_module
+    from dedup.analysis import analyse_terms
+    from dedup.shingle import term_hashes
+
+    docs = dedup.read_documents(shared_data / "ecbplus" / "ecbplus.jsonl")[:200]
+    chosen: list[np.ndarray] = []
+    top_features = pipeline_module.top_features
+
+    def spy(*args):
+        chosen.extend(top_features(*args))
+        return chosen
+
+    monkeypatch.setattr(pipeline_module, "top_features", spy)
+    cluster(docs, jobs=2, single_word_keywords=single_words)
+    keywords = np.concatenate(chosen)
+    items = [(d.text, d.title, d.lang) for d in docs]
+    words = np.concatenate([term_hashes(t) for t in analyse_terms(items, None, True, True)])
+    is_word = np.isin(keywords, words)
+    assert len(chosen) == len(docs) and keywords.size > 20 * len(docs)
+    # Without the rule, bigrams are a good share of the keywords.
+    assert is_word.all() if single_words else is_word.mean() < 0.8
+
+
 def test_worker_processes_give_the_same_result(monkeypatch):
     # Small chunks so that three worker tasks run even on a small input.
     monkeypatch.setattr(analysis_module, "_ANALYSE_CHUNK", (7, 7))
@@ -412,7 +443,7 @@ def test_batched_analysis_equals_the_per_document_functions(
     texts, shingle, shingle_size, ngrams, similarity
 ):
     from dedup.analysis import analyse_terms, hashed_analysis
-    from dedup.shingle import shingle_hashes
+    from dedup.shingle import shingle_hashes, term_hashes
     from dedup.vectors import counted, feature_hashes
 
     params = resolve_params(
@@ -423,10 +454,14 @@ def test_batched_analysis_equals_the_per_document_functions(
         similarity=similarity,
     )
     items = [(text, None, None) for text in texts]
-    got = hashed_analysis(items, params)
-    for terms, (hash_set, features, counts, distinct) in zip(
-        analyse_terms(items, "en", True, True), got, strict=True
-    ):
+    got, words = hashed_analysis(items, params)
+    term_lists = analyse_terms(items, "en", True, True)
+    # Keywords are picked among single words only where the run signs keywords.
+    all_words = [term_hashes(terms) for terms in term_lists] if similarity == "cosine" else []
+    want_words = np.unique(np.concatenate([np.empty(0, np.uint32), *all_words]))
+    np.testing.assert_array_equal(words, want_words)
+    assert words.dtype == np.uint32
+    for terms, (hash_set, features, counts, distinct) in zip(term_lists, got, strict=True):
         np.testing.assert_array_equal(hash_set, shingle_hashes(terms, shingle, shingle_size))
         want = feature_hashes(terms, ngrams) if similarity == "cosine" else np.empty(0)
         want_features, want_counts = counted(want)

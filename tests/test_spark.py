@@ -26,8 +26,6 @@ from dedup.candidates import candidate_pairs, lsh_params
 from dedup.cli import cli
 from dedup.evaluate import score
 from dedup.params import resolve_params
-from dedup.signature import signatures
-from dedup.vectors import top_features
 
 pytest.importorskip("pyspark")
 from pyspark.sql import SparkSession  # noqa: E402
@@ -68,13 +66,10 @@ def local_stages(docs: list[dedup.Document], params) -> SimpleNamespace:
     """The local engine's signatures, candidate pairs and scores, in id order."""
     canonical = sorted(docs, key=lambda d: d.id)
     _, prepared = pipeline._prepare(canonical, params, None, {}, 1)
-    matrix = None
-    sets = prepared.hash_sets
+    matrix = columns = None
     if params.similarity == "cosine":
         matrix, columns = pipeline._document_matrix(prepared, params)
-        if params.keywords:
-            sets = top_features(matrix, columns, params.keywords)
-    sigs = signatures(sets, params.num_perm, params.seed)
+    sigs = pipeline._signatures(prepared, params, matrix, columns)
     bands, rows = lsh_params(params.lsh_threshold, params.num_perm)
     i, j = candidate_pairs(sigs, bands, rows, params.max_bucket, min(params.min_bands, bands))
     scores = pipeline._score(prepared, i, j, params, matrix)["score"]

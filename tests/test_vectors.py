@@ -539,6 +539,28 @@ def test_top_features_picks_the_heaviest_per_row_ties_by_hash():
     assert all(g.dtype == np.uint32 for g in got)
     everything = top_features(matrix, columns, 10)
     assert [g.tolist() for g in everything] == [[10, 20, 40], [], [10, 30, 40]]
+    # Column 10 may not be chosen: the next heaviest take its place, and a row
+    # with fewer eligible features than k gets fewer keywords.
+    eligible = np.array([True, False, True, True])
+    assert [g.tolist() for g in top_features(matrix, columns, 2, eligible)] == [
+        [20, 40],
+        [],
+        [30, 40],
+    ]
+    assert [g.tolist() for g in top_features(matrix, columns, 10, ~eligible)] == [[10], [], [10]]
+
+
+def test_word_columns_marks_the_hashes_of_single_words():
+    from dedup.vectors import word_columns
+
+    terms = ["kim", "jong", "un", "putin", "kim"]
+    names = feature_names(terms, 2)
+    words = np.unique(term_hashes(terms))
+    columns = np.array(sorted(names), dtype=np.uint32)[::-1]  # any order
+    marked = word_columns(columns, words)
+    assert {names[int(c)] for c in columns[marked]} == set(terms)
+    assert all(" " in names[int(c)] for c in columns[~marked])
+    assert not word_columns(columns, np.empty(0, np.uint32)).any()
 
 
 @st.composite
@@ -550,7 +572,9 @@ def weighted_rows(draw):
     dense = np.array(draw(st.lists(weights, min_size=n_rows * n_cols, max_size=n_rows * n_cols)))
     hashes = st.lists(st.integers(0, 2**32 - 1), min_size=n_cols, max_size=n_cols, unique=True)
     columns = np.array(draw(hashes), dtype=np.uint32)
-    return dense.reshape(n_rows, n_cols), columns, draw(st.integers(0, 14))
+    eligible = draw(st.none() | st.lists(st.booleans(), min_size=n_cols, max_size=n_cols))
+    eligible = None if eligible is None else np.array(eligible)
+    return dense.reshape(n_rows, n_cols), columns, draw(st.integers(0, 14)), eligible
 
 
 @settings(max_examples=200, deadline=None)
@@ -560,10 +584,10 @@ def test_top_features_equal_the_numpy_reference(case):
 
     from dedup.vectors import reference_top_features, top_features
 
-    dense, columns, k = case
+    dense, columns, k, eligible = case
     matrix = sparse.csr_matrix(dense)
-    got = top_features(matrix, columns, k)
-    want = reference_top_features(matrix, columns, k)
+    got = top_features(matrix, columns, k, eligible)
+    want = reference_top_features(matrix, columns, k, eligible)
     assert [g.tolist() for g in got] == [w.tolist() for w in want]
     assert all(g.dtype == np.uint32 for g in got)
 
