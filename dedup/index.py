@@ -396,8 +396,10 @@ class StoryIndex:
                     default_jobs(),
                 )
                 old_rows = (matrix, columns, {doc_id: n + k for k, doc_id in enumerate(old_ids)})
-            lengths = np.concatenate([distinct, [d.distinct_terms for d in old]]).astype(np.int64)
-            weights = length_weights(lengths, params.length_reference)
+            old_lengths = np.array([d.distinct_terms for d in old], dtype=np.int64)
+            weights = np.concatenate(
+                [new_weights, length_weights(old_lengths, params.length_reference)]
+            )
             hash_sets = None
         else:
             matrix = weights = None
