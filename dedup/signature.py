@@ -10,6 +10,7 @@ goes through datasketch itself, and the tests prove the two equal.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -17,6 +18,7 @@ from datasketch import MinHash
 
 from dedup.errors import ConfigError
 from dedup.shingle import fmix32
+from dedup.threads import call_in_threads
 
 EMPTY = np.uint32(0xFFFFFFFF)
 # How many (permutation x shingle) values to compute at once: 4 MB, so that the
@@ -34,7 +36,9 @@ def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
-def signatures(hash_sets: Sequence[np.ndarray], num_perm: int = 128, seed: int = 1) -> np.ndarray:
+def signatures(
+    hash_sets: Sequence[np.ndarray], num_perm: int = 128, seed: int = 1, jobs: int = 1
+) -> np.ndarray:
     """MinHash signatures of many shingle-hash sets at once.
 
     Parameters
@@ -45,6 +49,9 @@ def signatures(hash_sets: Sequence[np.ndarray], num_perm: int = 128, seed: int =
         Permutations, the signature length.
     seed : int
         Seed of the permutations; equal seeds give equal signatures.
+    jobs : int
+        Threads, each signing a share of the chunks; the result does not
+        depend on it.
 
     Returns
     -------
@@ -61,13 +68,21 @@ def signatures(hash_sets: Sequence[np.ndarray], num_perm: int = 128, seed: int =
     out = np.full((len(hash_sets), num_perm), EMPTY, dtype=np.uint32)
     sizes = np.fromiter((h.size for h in hash_sets), dtype=np.int64, count=len(hash_sets))
     per_chunk = max(1, _CHUNK_VALUES // num_perm)
+    chunks = []
     start = 0
     while start < len(hash_sets):
         # Grow the chunk until it holds about per_chunk shingles (at least one document).
         stop = start + 1 + int(np.searchsorted(np.cumsum(sizes[start + 1 :]), per_chunk))
         stop = min(stop, len(hash_sets))
-        _sign_chunk(hash_sets[start:stop], sizes[start:stop], a, b, out[start:stop])
+        chunks.append((start, stop))
         start = stop
+
+    def sign(first: int, last: int) -> None:  # numpy's arithmetic releases the GIL
+        for lo, hi in chunks[first:last]:
+            _sign_chunk(hash_sets[lo:hi], sizes[lo:hi], a, b, out[lo:hi])
+
+    shares = np.linspace(0, len(chunks), max(1, min(jobs, len(chunks))) + 1).astype(int)
+    call_in_threads(sign, list(itertools.pairwise(shares.tolist())))
     return out
 
 

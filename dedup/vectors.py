@@ -16,6 +16,7 @@ clusters' vector sums divided by their sizes is their mean pairwise score.
 from __future__ import annotations
 
 import functools
+import itertools
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from dedup.shingle import (
     unique_sorted,
 )
 from dedup.sparse_rows import SortedHashes, weighted_rows
+from dedup.threads import call_in_threads
 
 # Tables of at least this many features are searched through a SortedHashes;
 # a smaller one costs less to binary-search than to index.
@@ -324,7 +326,11 @@ def _rows_over(
 
 
 def top_features(
-    matrix: sparse.csr_matrix, columns: np.ndarray, k: int, eligible: np.ndarray | None = None
+    matrix: sparse.csr_matrix,
+    columns: np.ndarray,
+    k: int,
+    eligible: np.ndarray | None = None,
+    jobs: int = 1,
 ) -> list[np.ndarray]:
     """Per row, the hashes of its ``k`` highest-weighted features (ties by hash), sorted.
 
@@ -332,7 +338,8 @@ def top_features(
     from the batch. MinHash over keyword sets proposes pairs that share what
     is specific to them, instead of the common words any two articles share.
     ``eligible``, a boolean per column, limits the choice to those columns
-    (see :func:`word_columns`); None lets every column be chosen.
+    (see :func:`word_columns`); None lets every column be chosen. ``jobs``
+    threads share the rows; the result does not depend on it.
 
     Notes
     -----
@@ -350,11 +357,19 @@ def top_features(
         matrix.sort_indices()
     # Within a row, column order is now hash order: a stable sort by weight
     # leaves ties by hash, and sorting the chosen positions puts them in hash order.
-    positions, counts = _top_positions(
-        matrix.indptr.astype(np.int64), matrix.indices, matrix.data, eligible, k
+    indptr = matrix.indptr.astype(np.int64)
+    cuts = np.linspace(0, matrix.shape[0], max(1, min(jobs, matrix.shape[0])) + 1).astype(np.int64)
+    parts = call_in_threads(
+        lambda lo, hi: _top_positions(
+            indptr[lo : hi + 1], matrix.indices, matrix.data, eligible, k
+        ),
+        list(itertools.pairwise(cuts.tolist())),
     )
+    positions = np.concatenate([p for p, _ in parts])
+    counts = np.concatenate([c for _, c in parts])
     hashes = columns[matrix.indices[positions]].astype(np.uint32)
-    return np.split(hashes, np.cumsum(counts)[:-1])
+    # np.split gives one empty part for no rows: no documents have no keyword sets.
+    return np.split(hashes, np.cumsum(counts)[:-1]) if counts.size else []
 
 
 @numba.njit(cache=True, nogil=True)

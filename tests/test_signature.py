@@ -38,12 +38,17 @@ def test_signatures_equal_datasketch(hash_sets, num_perm, seed):
 
 
 @settings(max_examples=50, deadline=None)
-@given(hash_sets=HASH_SETS, num_perm=st.integers(1, 16), chunk=st.integers(1, 64))
-def test_chunking_does_not_change_signatures(hash_sets, num_perm, chunk):
+@given(
+    hash_sets=HASH_SETS,
+    num_perm=st.integers(1, 16),
+    chunk=st.integers(1, 64),
+    jobs=st.integers(1, 3),
+)
+def test_chunks_and_threads_do_not_change_signatures(hash_sets, num_perm, chunk, jobs):
     whole = signatures(hash_sets, num_perm, 7)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(signature_module, "_CHUNK_VALUES", chunk)
-        chunked = signatures(hash_sets, num_perm, 7)
+        chunked = signatures(hash_sets, num_perm, 7, jobs)
     np.testing.assert_array_equal(chunked, whole)
 
 

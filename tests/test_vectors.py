@@ -539,6 +539,7 @@ def test_top_features_picks_the_heaviest_per_row_ties_by_hash():
     assert all(g.dtype == np.uint32 for g in got)
     everything = top_features(matrix, columns, 10)
     assert [g.tolist() for g in everything] == [[10, 20, 40], [], [10, 30, 40]]
+    assert top_features(matrix[:0], columns, 2) == []  # no documents, no keyword sets
     # Column 10 may not be chosen: the next heaviest take its place, and a row
     # with fewer eligible features than k gets fewer keywords.
     eligible = np.array([True, False, True, True])
@@ -578,15 +579,15 @@ def weighted_rows(draw):
 
 
 @settings(max_examples=200, deadline=None)
-@given(case=weighted_rows())
-def test_top_features_equal_the_numpy_reference(case):
+@given(case=weighted_rows(), jobs=st.integers(1, 3))
+def test_top_features_equal_the_numpy_reference(case, jobs):
     from scipy import sparse
 
     from dedup.vectors import reference_top_features, top_features
 
     dense, columns, k, eligible = case
     matrix = sparse.csr_matrix(dense)
-    got = top_features(matrix, columns, k, eligible)
+    got = top_features(matrix, columns, k, eligible, jobs)
     want = reference_top_features(matrix, columns, k, eligible)
     assert [g.tolist() for g in got] == [w.tolist() for w in want]
     assert all(g.dtype == np.uint32 for g in got)
