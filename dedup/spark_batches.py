@@ -333,33 +333,27 @@ def _pair_matrix(batch: pa.RecordBatch) -> sparse.csr_matrix:
 def link_batches(batches: Iterable[pa.RecordBatch], threshold: float) -> Iterator[pa.RecordBatch]:
     """Average linkage inside each connected component; yields ``(node, cluster)`` of members.
 
-    Input per component: ``links``, a list of ``(i, j, score, i_in, j_in)``
-    holding every kept link with an endpoint in the component (``*_in`` says
-    which endpoints are members). Nodes are renumbered in increasing global
-    index, so :func:`dedup.linkage.average_linkage` breaks ties, and counts
-    neighbours, exactly as it does on the whole corpus. A cluster is named by
-    its smallest global index.
+    Input per component: ``links``, a list of ``(i, j, score)``, the kept links
+    between its members. Nodes are renumbered in increasing global index, so
+    :func:`dedup.linkage.average_linkage` breaks ties as it does on the whole
+    corpus. A cluster is named by its smallest global index.
     """
     for batch in batches:
         offsets, links = unlist(batch.column("links"))
         i = links.field("i").to_numpy(zero_copy_only=False).astype(np.int64)
         j = links.field("j").to_numpy(zero_copy_only=False).astype(np.int64)
         score = links.field("score").to_numpy(zero_copy_only=False).astype(np.float64)
-        i_in = links.field("i_in").to_numpy(zero_copy_only=False).astype(bool)
-        j_in = links.field("j_in").to_numpy(zero_copy_only=False).astype(bool)
         nodes_out, clusters_out = [], []
         for k in range(offsets.size - 1):
             part = slice(offsets[k], offsets[k + 1])
-            nodes = np.unique(np.concatenate([i[part], j[part]]))
-            members = np.unique(np.concatenate([i[part][i_in[part]], j[part][j_in[part]]]))
-            local_i = np.searchsorted(nodes, i[part])
-            local_j = np.searchsorted(nodes, j[part])
-            labels = average_linkage(nodes.size, local_i, local_j, score[part], threshold)
-            member_labels = labels[np.searchsorted(nodes, members)]
-            root = np.full(nodes.size, np.iinfo(np.int64).max)
-            np.minimum.at(root, member_labels, members)
+            members = np.unique(np.concatenate([i[part], j[part]]))
+            local_i = np.searchsorted(members, i[part])
+            local_j = np.searchsorted(members, j[part])
+            labels = average_linkage(members.size, local_i, local_j, score[part], threshold)
+            root = np.full(members.size, np.iinfo(np.int64).max)
+            np.minimum.at(root, labels, members)
             nodes_out.append(members)
-            clusters_out.append(root[member_labels])
+            clusters_out.append(root[labels])
         flat_nodes = np.concatenate(nodes_out) if nodes_out else np.empty(0, np.int64)
         flat_clusters = np.concatenate(clusters_out) if clusters_out else np.empty(0, np.int64)
         yield pa.RecordBatch.from_pydict(

@@ -114,10 +114,10 @@ def cluster_labels(scores: DataFrame, params: Params, floor: float) -> DataFrame
     linkage merges two clusters only while their mean link is at least the
     threshold, so some link between them is too: no cluster crosses a
     component. Each component is clustered by
-    :func:`dedup.linkage.average_linkage` on one executor, with every kept
-    link (``score >= threshold * floor``) that touches it, including those to
-    outside nodes, so that the neighbour counts its tie-break reads are
-    those of the whole graph and the labels equal a local run's.
+    :func:`dedup.linkage.average_linkage` on one executor, with the kept
+    links (``score >= threshold * floor``) inside it: the links the local
+    engine's linkage clusters that component with, so the labels equal a
+    local run's.
     """
     from pyspark.sql import functions as F
 
@@ -128,20 +128,11 @@ def cluster_labels(scores: DataFrame, params: Params, floor: float) -> DataFrame
     if params.linkage == "single":
         return components.select("node", F.col("component").alias("cluster"))
     kept = scores.filter(F.col("score") >= params.threshold * floor)
-    of_i = components.select(F.col("node").alias("i"), F.col("component").alias("ci"))
+    of_i = components.select(F.col("node").alias("i"), F.col("component"))
     of_j = components.select(F.col("node").alias("j"), F.col("component").alias("cj"))
-    touched = kept.join(of_i, "i", "left").join(of_j, "j", "left")
-    touched = touched.filter(F.col("ci").isNotNull() | F.col("cj").isNotNull())
-    owners = F.array_distinct(F.filter(F.array("ci", "cj"), lambda c: c.isNotNull()))
-    rows = touched.select("i", "j", "score", "ci", "cj", F.explode(owners).alias("component"))
-    link = F.struct(
-        "i",
-        "j",
-        "score",
-        F.coalesce(F.col("ci") == F.col("component"), F.lit(False)).alias("i_in"),
-        F.coalesce(F.col("cj") == F.col("component"), F.lit(False)).alias("j_in"),
-    )
-    grouped = rows.groupBy("component").agg(F.collect_list(link).alias("links"))
+    inside = kept.join(of_i, "i").join(of_j, "j").filter(F.col("component") == F.col("cj"))
+    links = F.collect_list(F.struct("i", "j", "score")).alias("links")
+    grouped = inside.groupBy("component").agg(links)
     task = functools.partial(link_batches, threshold=params.threshold)
     return grouped.mapInArrow(task, "node bigint, cluster bigint")
 

@@ -87,6 +87,20 @@ def test_average_linkage_equals_reference(graph):
 
 
 @settings(max_examples=50, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), jobs=st.integers(2, 4))
+def test_average_linkage_is_the_same_on_threads(seed, jobs):
+    # Many small components with links between them, as stories in a corpus.
+    rng = np.random.default_rng(seed)
+    n = 300
+    rows = rng.integers(0, n, 900)
+    cols = np.minimum(n - 1, rows + rng.integers(1, 6, 900))  # mostly near neighbours
+    weights = rng.uniform(0.01, 1.0, 900)
+    one = average_linkage(n, rows, cols, weights, 0.4)
+    assert len(partition(one)) < n
+    assert np.array_equal(one, average_linkage(n, rows, cols, weights, 0.4, jobs))
+
+
+@settings(max_examples=50, deadline=None)
 @given(graph=sparse_graphs(max_n=10))
 def test_average_linkage_clusters_meet_the_threshold(graph):
     # No two output clusters could still merge: their mean similarity is below threshold.
