@@ -100,6 +100,8 @@ def candidate_pairs(
     max_bucket: int = 0,
     min_bands: int = 1,
     jobs: int = 1,
+    days: np.ndarray | None = None,
+    reach: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Every pair of documents that shares an LSH bucket, with huge buckets bounded.
 
@@ -121,6 +123,11 @@ def candidate_pairs(
         bands), so 2 or 3 drops pairs that met by one chance shared shingle.
     jobs : int
         Threads; the result does not depend on it.
+    days, reach : ndarray of float64, shape (n,), optional
+        Each document's publication day (NaN: unknown) and the widest date gap
+        at which it can still link (:func:`dedup.verify.reach_days`). Given
+        both, a pair dated further apart than either document's reach is
+        left out, whatever its bands: it could never score a link.
 
     Returns
     -------
@@ -134,7 +141,7 @@ def candidate_pairs(
     costs 16 bytes a pair; a caller that scores and filters them can take the
     blocks one at a time instead.
     """
-    found = candidate_blocks(signatures, bands, rows, max_bucket, min_bands, jobs)
+    found = candidate_blocks(signatures, bands, rows, max_bucket, min_bands, jobs, days, reach)
     n = signatures.shape[0]
     codes = np.sort(np.concatenate([i * n + j for i, j in found] or [np.empty(0, np.int64)]))
     return codes // max(n, 1), codes % max(n, 1)
@@ -147,6 +154,8 @@ def candidate_blocks(
     max_bucket: int = 0,
     min_bands: int = 1,
     jobs: int = 1,
+    days: np.ndarray | None = None,
+    reach: np.ndarray | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """The pairs of :func:`candidate_pairs`, one block per band, each pair in one block only.
 
@@ -162,8 +171,11 @@ def candidate_blocks(
     mate at most ``max_bucket`` ranks away, so whether any band pairs a given
     pair is a compare of the two documents' keys and ranks: a compiled loop
     walks each band's buckets and keeps the pairs that band is the first to
-    pair, with no pair materialised twice and no global sort.
-    :func:`reference_bounded_pairs` is the all-at-once version it must equal.
+    pair, with no pair materialised twice and no global sort. With ``days``
+    and ``reach``, bucket mates dated out of each other's reach are dropped
+    before their keys are read: in an archive of years most bucket mates
+    are. :func:`reference_bounded_pairs` is the all-at-once version it must
+    equal.
     """
     _check_banding(bands, rows, signatures.shape[1])
     if max_bucket < 0:
@@ -172,17 +184,35 @@ def candidate_blocks(
         raise ConfigError(f"min_bands must be from 1 to the {bands} bands")
     if jobs < 1:
         raise ConfigError("jobs must be at least 1")
+    window = _date_window(signatures.shape[0], days, reach)
     # Checked here, not on the first block: a generator would raise only when read.
-    return _first_band_blocks(signatures, bands, rows, max_bucket, min_bands, jobs)
+    return _first_band_blocks(signatures, bands, rows, max_bucket, min_bands, jobs, window)
+
+
+def _date_window(n: int, days: np.ndarray | None, reach: np.ndarray | None) -> np.ndarray:
+    """Each document's (day, reach) as one row of float64, ``(n, 2)``; ``(0, 2)`` for no window."""
+    if days is None and reach is None:
+        return np.empty((0, 2))
+    if days is None or reach is None or len(days) != n or len(reach) != n:
+        raise ConfigError(f"days and reach must both be given, one value for each of {n} documents")
+    return np.column_stack([np.asarray(days, np.float64), np.asarray(reach, np.float64)])
 
 
 def _first_band_blocks(
-    signatures: np.ndarray, bands: int, rows: int, max_bucket: int, min_bands: int, jobs: int
+    signatures: np.ndarray,
+    bands: int,
+    rows: int,
+    max_bucket: int,
+    min_bands: int,
+    jobs: int,
+    window: np.ndarray,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     n = signatures.shape[0]
     live = np.flatnonzero(~np.all(signatures == EMPTY, axis=1))
     if live.size < 2:  # no pair to find (a single-document query, say): skip the bands
         return
+    if window.size:  # rows of live documents only, as the keys are
+        window = window[live]
     # One-row keys are the signature values themselves: no copy when all are live.
     if rows == 1:
         keys = signatures[:, :bands] if live.size == n else signatures[live, :bands]
@@ -196,7 +226,7 @@ def _first_band_blocks(
     def pairs_of(band: int) -> tuple[np.ndarray, np.ndarray]:
         order = np.empty(live.size, dtype=np.int64)
         order[ranks[:, band]] = np.arange(live.size)
-        left, right = _first_band_pairs(keys, ranks, order, band, max_bucket, min_bands)
+        left, right = _first_band_pairs(keys, ranks, order, band, max_bucket, min_bands, window)
         return live[left], live[right]
 
     # Threads: numpy's sorts and the compiled kernel release the GIL.
@@ -225,30 +255,50 @@ def _bucket_order(keys: np.ndarray, live: np.ndarray, band: int) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
-def _first_band_pairs(keys, ranks, order, band, max_bucket, min_bands):  # pragma: no cover
+def _first_band_pairs(keys, ranks, order, band, max_bucket, min_bands, window):  # pragma: no cover
     m, bands = keys.shape
+    dated = window.shape[0] > 0
     size = 1024
     left = np.empty(size, np.int64)
     right = np.empty(size, np.int64)
     found = 0
+    # A member's mates, then their counts of equal keys: each in a loop without
+    # branches, so the reads of many mates' rows (random, mostly cache misses)
+    # are under way at once instead of one after another.
+    mates = np.empty(1024, np.int64)
+    equal = np.empty(1024, np.int32)
     start = 0
     while start < m:
         key = keys[order[start], band]
         end = start + 1
         while end < m and keys[order[end], band] == key:
             end += 1
-        for p in range(start, end):
+        for p in range(start, end - 1):
             i = order[p]
             stop = end if max_bucket == 0 else min(end, p + 1 + max_bucket)
+            if stop - p > mates.size:
+                mates = np.empty(2 * (stop - p), np.int64)
+                equal = np.empty(2 * (stop - p), np.int32)
+            near = 0
             for q in range(p + 1, stop):
                 j = order[q]
-                # Most bucket mates share only a band or two: a branch-free count of
-                # equal keys, which the compiler vectorises, rules them out first.
-                equal = 0
+                mates[near] = j
+                # NaN days compare false: an unknown date is never out of reach.
+                near += not (
+                    dated and abs(window[i, 0] - window[j, 0]) > min(window[i, 1], window[j, 1])
+                )
+            # Most bucket mates share only a band or two: a count of equal keys,
+            # which the compiler vectorises, rules them out first.
+            for t in range(near):
+                j = mates[t]
+                count = 0
                 for b in range(bands):
-                    equal += keys[i, b] == keys[j, b]
-                if equal < min_bands:
+                    count += keys[i, b] == keys[j, b]
+                equal[t] = count
+            for t in range(near):
+                if equal[t] < min_bands:
                     continue
+                j = mates[t]
                 # Which bands pair (i, j): same key, ranks close enough.
                 count = 0
                 for b in range(bands):
@@ -280,12 +330,19 @@ def grown(array, size):  # pragma: no cover - compiled
 
 
 def reference_bounded_pairs(
-    signatures: np.ndarray, bands: int, rows: int, max_bucket: int = 0, min_bands: int = 1
+    signatures: np.ndarray,
+    bands: int,
+    rows: int,
+    max_bucket: int = 0,
+    min_bands: int = 1,
+    days: np.ndarray | None = None,
+    reach: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`candidate_pairs` all at once in numpy: every band's pairs, sorted, repeats counted.
 
     The plain version the tests hold :func:`candidate_blocks` to, bounded
-    buckets and ``min_bands`` included; it holds every band's pairs at once.
+    buckets, ``min_bands`` and the date window included; it holds every
+    band's pairs at once.
     """
     n, num_perm = signatures.shape
     _check_banding(bands, rows, num_perm)
@@ -300,7 +357,13 @@ def reference_bounded_pairs(
     codes = np.sort(np.concatenate(found))
     first = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]]) if codes.size else codes
     first = first[np.diff(np.r_[first, codes.size]) >= min_bands]
-    return codes[first] // max(n, 1), codes[first] % max(n, 1)
+    left, right = codes[first] // max(n, 1), codes[first] % max(n, 1)
+    window = _date_window(n, days, reach)
+    if window.size:  # NaN days compare false: an unknown date is never out of reach
+        gap = np.abs(window[left, 0] - window[right, 0])
+        near = ~(gap > np.minimum(window[left, 1], window[right, 1]))
+        left, right = left[near], right[near]
+    return left, right
 
 
 def _bucket_pairs(sorted_keys: np.ndarray, max_bucket: int) -> tuple[np.ndarray, np.ndarray]:

@@ -349,13 +349,9 @@ class StoryIndex:
             sigs = signatures(sets, params.num_perm, params.seed)
 
         # Candidates: new x new by LSH over the batch, new x stored from the store's buckets.
-        min_bands = min(params.min_bands, self.bands)
-        new_rows, new_cols = candidate_pairs(
-            sigs, self.bands, self.rows, params.max_bucket, min_bands
-        )
         days = new_weights = reach = None
         if cosine:
-            # Stored documents dated beyond reach never link: the store may skip them.
+            # Documents dated beyond reach never link: LSH may skip them.
             days = publication_days([d.published for d in docs])
             new_weights = length_weights(distinct, params.length_reference)
             reach = reach_days(
@@ -364,6 +360,10 @@ class StoryIndex:
                 params.time_window_days,
                 params.time_scale_days,
             )
+        min_bands = min(params.min_bands, self.bands)
+        new_rows, new_cols = candidate_pairs(
+            sigs, self.bands, self.rows, params.max_bucket, min_bands, 1, days, reach
+        )
         candidates = self.store.lsh_candidates(
             sigs, params.max_bucket, min_bands, default_jobs(), days, reach
         )

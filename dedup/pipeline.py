@@ -48,6 +48,7 @@ from dedup.verify import (
     date_decays,
     pair_jaccards,
     publication_days,
+    reach_days,
     score_ceilings,
     story_scores,
 )
@@ -199,6 +200,7 @@ def _signatures(
     params: Params,
     matrix: sparse.csr_matrix | None,
     columns: np.ndarray | None,
+    jobs: int = 1,
 ) -> np.ndarray:
     """MinHash signatures of each document's keywords, or of its shingles without keywords.
 
@@ -207,8 +209,8 @@ def _signatures(
     sets = prepared.hash_sets
     if params.keywords and matrix is not None:
         eligible = word_columns(columns, prepared.words) if needs_words(params) else None
-        sets = top_features(matrix, columns, params.keywords, eligible)
-    return signatures(sets, params.num_perm, params.seed)
+        sets = top_features(matrix, columns, params.keywords, eligible, jobs)
+    return signatures(sets, params.num_perm, params.seed, jobs)
 
 
 def _score(
@@ -267,11 +269,28 @@ def _scored_links(
     ``candidates`` and ``verify`` stages; progress is reported by bands.
     """
     bands, rows_per_band = lsh_params(params.lsh_threshold, params.num_perm)
-    blocks = candidate_blocks(
-        sigs, bands, rows_per_band, params.max_bucket, min(params.min_bands, bands), jobs
-    )
     floor = params.threshold * LINK_FLOOR
     weights = _length_weights(prepared, params)
+    days = reach = None
+    if params.time_scale_days > 0:
+        # Bucket mates dated beyond reach are skipped: such pairs never link.
+        days = prepared.published
+        reach = reach_days(
+            np.ones(len(days)) if weights is None else weights,
+            floor,
+            params.time_window_days,
+            params.time_scale_days,
+        )
+    blocks = candidate_blocks(
+        sigs,
+        bands,
+        rows_per_band,
+        params.max_bucket,
+        min(params.min_bands, bands),
+        jobs,
+        days,
+        reach,
+    )
     pending: list[tuple[np.ndarray, np.ndarray]] = []
     kept = [(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0))]
     seconds = {"candidates": 0.0, "verify": 0.0}
@@ -411,13 +430,15 @@ def run(
         prepared = dataclasses.replace(prepared, features=[], counts=[])
         _release_freed_memory()
     with stage("sign"):
-        sigs = _signatures(prepared, params, matrix, columns)
+        sigs = _signatures(prepared, params, matrix, columns, jobs)
         del columns  # past signing, the columns are not read again
     rows, cols, scores = _scored_links(prepared, sigs, params, matrix, jobs, stats, progress)
     stats["links"] = int(np.count_nonzero(scores >= params.threshold))
     with stage("cluster"):
-        linkage = average_linkage if params.linkage == "average" else single_linkage
-        labels = linkage(n, rows, cols, scores, params.threshold)
+        if params.linkage == "average":
+            labels = average_linkage(n, rows, cols, scores, params.threshold, jobs)
+        else:
+            labels = single_linkage(n, rows, cols, scores, params.threshold)
 
     # Back from id order to input order.
     inverse = np.empty(n, dtype=np.int64)

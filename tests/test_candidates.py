@@ -22,6 +22,7 @@ from dedup.candidates import (
 )
 from dedup.errors import ConfigError
 from dedup.signature import EMPTY, signatures
+from dedup.verify import date_decays, reach_days, score_ceilings
 
 
 @pytest.mark.parametrize("threshold", [0.1, 0.3, 0.5, 0.8, 0.9])
@@ -141,25 +142,37 @@ def test_bounded_buckets_stay_connected_and_bounded(case, bound):
     assert len(got) <= bands * bound * len(sigs)
 
 
-@settings(max_examples=150, deadline=None)
+@st.composite
+def date_windows(draw, n):
+    """Nothing, or each document's day (NaN: unknown) and reach (-1: never links)."""
+    if not draw(st.booleans()):
+        return {}
+    days = draw(st.lists(st.sampled_from([0.0, 1.0, 2.0, 5.0, np.nan]), min_size=n, max_size=n))
+    reach = draw(st.lists(st.sampled_from([-1.0, 0.0, 1.5, 3.0, np.inf]), min_size=n, max_size=n))
+    return {"days": np.array(days), "reach": np.array(reach)}
+
+
+@settings(max_examples=200, deadline=None)
 @given(
     case=banded_signatures(),
     bound=st.integers(0, 4),
     min_bands=st.integers(1, 4),
     jobs=st.integers(1, 3),
+    data=st.data(),
 )
-def test_candidate_blocks_equal_the_all_at_once_reference(case, bound, min_bands, jobs):
+def test_candidate_blocks_equal_the_all_at_once_reference(case, bound, min_bands, jobs, data):
     sigs, bands, rows = case
     min_bands = min(min_bands, bands)
-    blocks = list(candidate_blocks(sigs, bands, rows, bound, min_bands, jobs))
+    window = data.draw(date_windows(len(sigs)))
+    blocks = list(candidate_blocks(sigs, bands, rows, bound, min_bands, jobs, **window))
     pairs = [
         pair for left, right in blocks for pair in zip(left.tolist(), right.tolist(), strict=True)
     ]
     assert all(i < j for i, j in pairs)
     assert len(pairs) == len(set(pairs))  # each pair in one block only
-    ref_left, ref_right = reference_bounded_pairs(sigs, bands, rows, bound, min_bands)
+    ref_left, ref_right = reference_bounded_pairs(sigs, bands, rows, bound, min_bands, **window)
     assert sorted(pairs) == list(zip(ref_left.tolist(), ref_right.tolist(), strict=True))
-    left, right = candidate_pairs(sigs, bands, rows, bound, min_bands, jobs)
+    left, right = candidate_pairs(sigs, bands, rows, bound, min_bands, jobs, **window)
     assert (left.tolist(), right.tolist()) == (ref_left.tolist(), ref_right.tolist())
 
 
@@ -171,6 +184,61 @@ def test_candidate_blocks_on_many_documents_with_big_buckets():
         expected = reference_bounded_pairs(sigs, bands, rows, max_bucket=7, min_bands=2)
         assert got[0].size > 500
         assert np.array_equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
+
+
+def test_candidate_blocks_on_many_dated_documents_with_big_buckets():
+    rng = np.random.default_rng(4)
+    sigs = rng.integers(0, 12, (600, 24)).astype(np.uint32)
+    days = rng.integers(0, 60, 600).astype(np.float64)
+    days[::17] = np.nan
+    reach = rng.choice([5.0, 20.0, np.inf], 600)
+    got = candidate_pairs(sigs, 24, 1, max_bucket=7, min_bands=2, jobs=2, days=days, reach=reach)
+    expected = reference_bounded_pairs(sigs, 24, 1, 7, 2, days, reach)
+    assert got[0].size > 500
+    assert np.array_equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
+
+
+def test_pairs_out_of_either_documents_reach_are_left_out():
+    sigs = np.ones((5, 4), dtype=np.uint32)  # one bucket: every pair collides in every band
+    days = np.array([0.0, 10.0, 3.0, np.nan, 0.0])
+    reach = np.array([5.0, 20.0, 5.0, 1.0, -1.0])
+    left, right = candidate_pairs(sigs, 4, 1, days=days, reach=reach)
+    got = list(zip(left.tolist(), right.tolist(), strict=True))
+    # 0-1: 10 days, past 0's reach; 1-2: 7, past 2's; unknown dates are never out of
+    # reach (3 pairs with all); 4 never links but to the undated one.
+    assert got == [(0, 2), (0, 3), (1, 3), (2, 3), (3, 4)]
+
+
+@settings(max_examples=50, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), scale=st.sampled_from([0.0, 5.0, 30.0]))
+def test_the_window_drops_only_pairs_that_cannot_reach_the_floor(seed, scale):
+    """What verification would drop anyway: the links a pipeline keeps do not change."""
+    rng = np.random.default_rng(seed)
+    n, floor = 80, 0.01
+    sigs = rng.integers(0, 3, (n, 16)).astype(np.uint32)
+    days = rng.integers(0, 400, n).astype(np.float64)
+    days[rng.random(n) < 0.1] = np.nan
+    weights = rng.uniform(0.005, 1.0, n)
+    reach = reach_days(weights, floor, 3.0, scale)
+    full = set(zip(*(a.tolist() for a in candidate_pairs(sigs, 16, 1, 5, 2)), strict=True))
+    near = candidate_pairs(sigs, 16, 1, 5, 2, days=days, reach=reach)
+    kept = set(zip(*(a.tolist() for a in near), strict=True))
+    assert kept <= full
+    left, right = (np.array(side, dtype=np.int64) for side in zip(*sorted(full), strict=True))
+    ceilings = score_ceilings(weights, date_decays(days, left, right, 3.0, scale), left, right)
+    reachable = {pair for pair, c in zip(sorted(full), ceilings, strict=True) if c >= floor}
+    assert reachable <= kept
+
+
+def test_a_window_needs_both_days_and_reach_for_every_document():
+    sigs = np.ones((3, 4), dtype=np.uint32)
+    for window in (
+        {"days": np.zeros(3)},
+        {"reach": np.zeros(3)},
+        {"days": np.zeros(2), "reach": np.zeros(2)},
+    ):
+        with pytest.raises(ConfigError, match="days and reach"):
+            candidate_blocks(sigs, 4, 1, **window)
 
 
 def _connected(nodes: list[int], edges: set[tuple[int, int]]) -> bool:

@@ -470,7 +470,7 @@ def test_batched_analysis_equals_the_per_document_functions(
         assert distinct == len(set(terms))
 
 
-def test_pairs_a_year_apart_are_proposed_but_never_scored():
+def test_pairs_a_year_apart_are_never_proposed():
     text = "Quake hits Izmir, killing two; rescuers search the rubble in Bayrakli"
     start = datetime(2024, 1, 1)
     docs = [
@@ -478,9 +478,11 @@ def test_pairs_a_year_apart_are_proposed_but_never_scored():
         for k in range(4)
     ]
     result = dedup.cluster(docs, jobs=1)
-    assert result.stats["candidate_pairs"] == 6  # the same words: LSH pairs them all
-    assert result.stats["scored_pairs"] == 0  # but their date decay alone rules a link out
+    # The same words, but the date decay alone rules a link out: LSH skips them.
+    assert result.stats["candidate_pairs"] == result.stats["scored_pairs"] == 0
     assert len(set(result.labels.tolist())) == 4
+    undated = dedup.cluster(docs, jobs=1, time_scale_days=0)  # dates ignored: all pair
+    assert undated.stats["candidate_pairs"] == 6 and len(set(undated.labels.tolist())) == 1
     near = [{**doc, "published": start} for doc in docs]
     together = dedup.cluster(near, jobs=1)
     assert together.stats["scored_pairs"] == 6 and len(set(together.labels.tolist())) == 1
