@@ -130,11 +130,12 @@ def signature_race(count: int, jobs: int, num_perm: int = 128) -> list[tuple[str
 
     def ours():
         _term_hasher.cache_clear()  # its token tables start empty, as in a new run
-        signatures([a.shingles for a in hashed_analysis(items, params)], num_perm, 1)
+        signatures([a.shingles for a in hashed_analysis(items, params).documents], num_perm, 1)
 
     def ours_jobs():
         _term_hasher.cache_clear()  # so that the workers do not inherit warm tables
-        signatures([a.shingles for a in analyse_documents(items, params, jobs)], num_perm, 1)
+        analysed = analyse_documents(items, params, jobs).documents
+        signatures([a.shingles for a in analysed], num_perm, 1, jobs)
 
     # Once-per-process costs (numba loading its compiled kernels, the character
     # table) are paid before timing, as imports are for the other contenders.
