@@ -18,7 +18,6 @@ input order number their nodes canonically (the pipeline sorts by id).
 from __future__ import annotations
 
 import heapq
-import itertools
 
 import numba
 import numpy as np
@@ -27,7 +26,10 @@ from numba.typed import Dict, List
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from dedup.threads import call_in_threads
+from dedup.threads import call_in_threads, runs_of_cells
+
+# Fewer links than this are clustered on one thread: a thread costs more than it saves.
+_MIN_THREAD_LINKS = 1 << 12
 
 
 def _check_edges(n: int, rows: np.ndarray, cols: np.ndarray, weights: np.ndarray):
@@ -144,14 +146,12 @@ def average_linkage(
     starts = np.r_[np.flatnonzero(np.r_[True, np.diff(component[rows]) != 0]), rows.size]
     parent = np.arange(n)
     # Contiguous runs of components with about equal shares of the links, one a thread.
-    cuts = np.unique(np.searchsorted(starts, np.linspace(0, rows.size, max(jobs, 1) + 1)))
-    if rows.size:
-        call_in_threads(
-            lambda a, b: _component_roots(
-                rows, cols, weights, starts[a : b + 1], float(threshold), parent
-            ),
-            list(itertools.pairwise(cuts.tolist())),
-        )
+    call_in_threads(
+        lambda a, b: _component_roots(
+            rows, cols, weights, starts[a : b + 1], float(threshold), parent
+        ),
+        runs_of_cells(starts, jobs, _MIN_THREAD_LINKS),
+    )
     return canonical_labels(parent)
 
 
@@ -180,10 +180,8 @@ def _average_linkage_roots(n, rows, cols, weights, threshold):  # pragma: no cov
     adjacency = List()
     for _ in range(n):
         adjacency.append(Dict.empty(key_type=types.int64, value_type=types.float64))
-    for k in range(rows.size):
+    for k in range(rows.size):  # links between distinct nodes, of positive weight
         i, j, w = rows[k], cols[k], weights[k]
-        if i == j or w <= 0:
-            continue
         adjacency[i][j] = adjacency[i].get(j, 0.0) + w
         adjacency[j][i] = adjacency[j].get(i, 0.0) + w
     size = np.ones(n, np.int64)

@@ -10,7 +10,6 @@ goes through datasketch itself, and the tests prove the two equal.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -18,12 +17,14 @@ from datasketch import MinHash
 
 from dedup.errors import ConfigError
 from dedup.shingle import fmix32
-from dedup.threads import call_in_threads
+from dedup.threads import call_in_threads, runs_of_cells
 
 EMPTY = np.uint32(0xFFFFFFFF)
 # How many (permutation x shingle) values to compute at once: 4 MB, so that the
 # products stay in cache for the minimum; 64x larger chunks ran 9x slower.
 _CHUNK_VALUES = 1 << 20
+# Fewer shingles than this are signed on one thread.
+_MIN_THREAD_VALUES = 1 << 14
 
 
 def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -68,21 +69,20 @@ def signatures(
     out = np.full((len(hash_sets), num_perm), EMPTY, dtype=np.uint32)
     sizes = np.fromiter((h.size for h in hash_sets), dtype=np.int64, count=len(hash_sets))
     per_chunk = max(1, _CHUNK_VALUES // num_perm)
-    chunks = []
-    start = 0
-    while start < len(hash_sets):
-        # Grow the chunk until it holds about per_chunk shingles (at least one document).
-        stop = start + 1 + int(np.searchsorted(np.cumsum(sizes[start + 1 :]), per_chunk))
-        stop = min(stop, len(hash_sets))
-        chunks.append((start, stop))
-        start = stop
+    offsets = np.r_[0, np.cumsum(sizes)]  # where each document's shingles begin
 
     def sign(first: int, last: int) -> None:  # numpy's arithmetic releases the GIL
-        for lo, hi in chunks[first:last]:
-            _sign_chunk(hash_sets[lo:hi], sizes[lo:hi], a, b, out[lo:hi])
+        start = first
+        while start < last:
+            # A chunk: its first document, then those after it that hold fewer than
+            # per_chunk shingles between them.
+            later = offsets[start + 2 : last + 1]
+            stop = start + 1 + int(np.searchsorted(later, offsets[start + 1] + per_chunk))
+            _sign_chunk(hash_sets[start:stop], sizes[start:stop], a, b, out[start:stop])
+            start = stop
 
-    shares = np.linspace(0, len(chunks), max(1, min(jobs, len(chunks))) + 1).astype(int)
-    call_in_threads(sign, list(itertools.pairwise(shares.tolist())))
+    # Contiguous runs of documents with about equal shares of the shingles, one a thread.
+    call_in_threads(sign, runs_of_cells(offsets, jobs, _MIN_THREAD_VALUES))
     return out
 
 

@@ -17,7 +17,7 @@ import numba
 import numpy as np
 from scipy import sparse
 
-from dedup.threads import call_in_threads
+from dedup.threads import call_in_threads, runs_of_cells
 
 # Cells (document, feature) per block of :func:`weighted_rows`: bounds its temporaries
 # to a few hundred MB.
@@ -71,7 +71,7 @@ def weighted_rows(
         # Sublinear tf for each count, taken from a table: the same values as
         # ``1 + np.log(tf)`` cell by cell, with one logarithm per distinct count.
         tf_weight = 1.0 + np.log(np.arange(1, int(tf.max(initial=0)) + 1, dtype=np.float64))
-        runs = _runs_of_cells(starts, jobs)
+        runs = runs_of_cells(starts, jobs, _MIN_THREAD_CELLS)
         fill = functools.partial(
             _fill_rows,
             starts,
@@ -111,16 +111,6 @@ def _renumbered(columns: np.ndarray, kept: np.ndarray | None) -> tuple[int, np.n
     if kept is None:
         return width, np.arange(columns.size, dtype=index_type)
     return width, np.where(kept, np.cumsum(kept) - 1, -1).astype(index_type)
-
-
-def _runs_of_cells(starts: np.ndarray, jobs: int) -> list[tuple[int, int]]:
-    """``jobs`` contiguous runs of the documents whose cells begin at ``starts``, of
-    about equal cells; one run for fewer than ``_MIN_THREAD_CELLS`` cells."""
-    documents, cells = starts.size - 1, int(starts[-1])
-    parts = max(1, min(jobs, documents, cells // _MIN_THREAD_CELLS))
-    cuts = np.searchsorted(starts, np.arange(1, parts) * (cells / parts))
-    bounds = [0, *np.unique(np.clip(cuts, 1, documents - 1)).tolist(), documents]
-    return [(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a] or [(0, 0)]
 
 
 @numba.njit(cache=True, nogil=True)

@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+import numpy as np
+
 _T = TypeVar("_T")
 
 
@@ -21,3 +23,13 @@ def call_in_threads(function: Callable[..., _T], calls: Sequence[tuple[Any, ...]
         return [function(*calls[0])]
     with ThreadPoolExecutor(len(calls)) as pool:
         return list(pool.map(lambda call: function(*call), calls))
+
+
+def runs_of_cells(starts: np.ndarray, jobs: int, min_cells: int) -> list[tuple[int, int]]:
+    """``jobs`` contiguous runs ``(first, stop)`` of the items whose cells begin at ``starts``
+    (``starts[-1]`` cells in all), of about equal cells; one run for fewer than ``min_cells``."""
+    items, cells = starts.size - 1, int(starts[-1])
+    parts = max(1, min(jobs, items, cells // min_cells))
+    cuts = np.searchsorted(starts, np.arange(1, parts) * (cells / parts))
+    bounds = [0, *np.unique(np.clip(cuts, 1, items - 1)).tolist(), items]
+    return [(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a] or [(0, 0)]

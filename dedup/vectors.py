@@ -16,7 +16,6 @@ clusters' vector sums divided by their sizes is their mean pairwise score.
 from __future__ import annotations
 
 import functools
-import itertools
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,8 +37,10 @@ from dedup.shingle import (
     unique_sorted,
 )
 from dedup.sparse_rows import SortedHashes, weighted_rows
-from dedup.threads import call_in_threads
+from dedup.threads import call_in_threads, runs_of_cells
 
+# Keywords of fewer matrix cells than this are picked on one thread.
+_MIN_THREAD_CELLS = 1 << 16
 # Tables of at least this many features are searched through a SortedHashes;
 # a smaller one costs less to binary-search than to index.
 _DIRECTED_SEARCH_SIZE = 1 << 16
@@ -358,12 +359,11 @@ def top_features(
     # Within a row, column order is now hash order: a stable sort by weight
     # leaves ties by hash, and sorting the chosen positions puts them in hash order.
     indptr = matrix.indptr.astype(np.int64)
-    cuts = np.linspace(0, matrix.shape[0], max(1, min(jobs, matrix.shape[0])) + 1).astype(np.int64)
     parts = call_in_threads(
         lambda lo, hi: _top_positions(
             indptr[lo : hi + 1], matrix.indices, matrix.data, eligible, k
         ),
-        list(itertools.pairwise(cuts.tolist())),
+        runs_of_cells(indptr, jobs, _MIN_THREAD_CELLS),
     )
     positions = np.concatenate([p for p, _ in parts])
     counts = np.concatenate([c for _, c in parts])

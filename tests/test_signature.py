@@ -48,6 +48,7 @@ def test_chunks_and_threads_do_not_change_signatures(hash_sets, num_perm, chunk,
     whole = signatures(hash_sets, num_perm, 7)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(signature_module, "_CHUNK_VALUES", chunk)
+        mp.setattr(signature_module, "_MIN_THREAD_VALUES", 1)  # threads even on a few shingles
         chunked = signatures(hash_sets, num_perm, 7, jobs)
     np.testing.assert_array_equal(chunked, whole)
 

@@ -587,7 +587,9 @@ def test_top_features_equal_the_numpy_reference(case, jobs):
 
     dense, columns, k, eligible = case
     matrix = sparse.csr_matrix(dense)
-    got = top_features(matrix, columns, k, eligible, jobs)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(vectors_module, "_MIN_THREAD_CELLS", 1)  # threads even on a few cells
+        got = top_features(matrix, columns, k, eligible, jobs)
     want = reference_top_features(matrix, columns, k, eligible)
     assert [g.tolist() for g in got] == [w.tolist() for w in want]
     assert all(g.dtype == np.uint32 for g in got)
