@@ -25,7 +25,7 @@ import numpy as np
 
 from dedup.normalize import (
     Analyzer,
-    normalize_text,
+    normalize_for_tokens,
     refine_tokens,
     token_mark_codes,
     token_text,
@@ -176,7 +176,7 @@ class TermHasher:
 
     def _term_ids(self, text: str, lang: str | None) -> np.ndarray:
         code = self._analyzer.code_for(text, lang)
-        normalized = normalize_text(text, code)
+        normalized = normalize_for_tokens(text, code)
         matched = token_text(normalized, code)
         table = self._table(code)
         codes = np.frombuffer(matched.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)

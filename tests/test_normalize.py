@@ -18,6 +18,7 @@ from dedup.normalize import (
     Analyzer,
     casefold,
     detect_language,
+    normalize_for_tokens,
     normalize_text,
     repair_text,
     tokenize,
@@ -370,6 +371,23 @@ def test_normalize_text_idempotent(text: str, lang: str | None) -> None:
     once = normalize_text(text, lang)
     assert normalize_text(once, lang) == once
     assert once == " ".join(once.split())
+
+
+ASCII_SPACES = st.text(alphabet=st.sampled_from("aIbi`'., 1\t\n\r\x0b\x0c\x1c\x1f"))
+
+
+@PROPERTY
+@given(TEXTS | ASCII_SPACES, LANGS)
+def test_normalizing_for_tokens_gives_the_same_tokens(text: str, lang: str | None) -> None:
+    fast = normalize_for_tokens(text, lang)
+    assert tokenize(fast, lang) == tokenize(normalize_text(text, lang), lang)
+    assert " ".join(fast.split()) == normalize_text(text, lang)  # only whitespace differs
+
+
+def test_normalizing_for_tokens_leaves_ascii_whitespace_alone():
+    assert normalize_for_tokens("IRAN\n\n says `no'\t", "en") == "iran\n\n says 'no'\t"
+    # Turkish folding leaves ASCII: the full normalisation, collapsed.
+    assert normalize_for_tokens("IRAN\n\n", "tr") == "ıran"
 
 
 @PROPERTY

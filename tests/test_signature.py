@@ -47,8 +47,8 @@ def test_signatures_equal_datasketch(hash_sets, num_perm, seed):
 def test_chunks_and_threads_do_not_change_signatures(hash_sets, num_perm, chunk, jobs):
     whole = signatures(hash_sets, num_perm, 7)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(signature_module, "_CHUNK_VALUES", chunk)
-        mp.setattr(signature_module, "_MIN_THREAD_VALUES", 1)  # threads even on a few shingles
+        mp.setattr(signature_module, "_CHUNK_SHINGLES", chunk)
+        mp.setattr(signature_module, "_MIN_THREAD_SHINGLES", 1)  # threads even on a few shingles
         chunked = signatures(hash_sets, num_perm, 7, jobs)
     np.testing.assert_array_equal(chunked, whole)
 
@@ -58,14 +58,14 @@ def test_chunking_splits_into_several_chunks(monkeypatch):
     hash_sets = [rng.integers(0, 2**32, size=k, dtype=np.uint32) for k in (5, 0, 9, 1, 0, 30, 2)]
     whole = signatures(hash_sets, 16, 3)
     calls = []
-    original = signature_module._sign_chunk
+    original = signature_module._sign_rows
 
-    def spy(chunk, sizes, a, b, out):
-        calls.append(len(chunk))
-        return original(chunk, sizes, a, b, out)
+    def spy(flat, starts, a, b, out):
+        calls.append(len(out))
+        return original(flat, starts, a, b, out)
 
-    monkeypatch.setattr(signature_module, "_CHUNK_VALUES", 16 * 4)  # about 4 shingles a chunk
-    monkeypatch.setattr(signature_module, "_sign_chunk", spy)
+    monkeypatch.setattr(signature_module, "_CHUNK_SHINGLES", 4)
+    monkeypatch.setattr(signature_module, "_sign_rows", spy)
     chunked = signatures(hash_sets, 16, 3)
     assert len(calls) >= 3
     assert sum(calls) == len(hash_sets)
