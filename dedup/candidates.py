@@ -167,11 +167,14 @@ def candidate_blocks(
     -----
     Each band's bucket order (its keys sorted, ties by a hash of document and
     band) is found once, O(n log n) per band, and kept as every document's
-    rank in it, ``n * bands`` int32. A band pairs a document with a bucket
-    mate at most ``max_bucket`` ranks away, so whether any band pairs a given
-    pair is a compare of the two documents' keys and ranks: a compiled loop
-    walks each band's buckets and keeps the pairs that band is the first to
-    pair, with no pair materialised twice and no global sort. With ``days``
+    rank in it, ``n * bands`` int32, and the rank's block of
+    ``2**max_bucket.bit_length()`` ranks mod 256, ``n * bands`` bytes. A band
+    pairs a document with a bucket mate at most ``max_bucket`` ranks away, so
+    whether any band pairs a given pair is a compare of the two documents'
+    keys and ranks: a compiled loop walks each band's buckets and keeps the
+    pairs that band is the first to pair, with no pair materialised twice and
+    no global sort. Mates in blocks too far apart in all but a few bands are
+    ruled out from the bytes, without reading ranks. With ``days``
     and ``reach``, bucket mates dated out of each other's reach are dropped
     before their keys are read: in an archive of years most bucket mates
     are. :func:`reference_bounded_pairs` is the all-at-once version it must
@@ -219,14 +222,21 @@ def _first_band_blocks(
     else:
         keys = band_keys(signatures[live], bands, rows)
     ranks = np.empty(keys.shape, dtype=np.int32)
+    # Each rank's block of 2**shift ranks, mod 256: ranks at most max_bucket apart
+    # (less than a block) are in the same or a neighbouring block, which a byte tells.
+    blocks = np.empty(keys.shape, dtype=np.uint8)
+    shift = max_bucket.bit_length()
 
     def rank_band(band: int) -> None:
         ranks[_bucket_order(keys[:, band], live, band), band] = np.arange(live.size)
+        blocks[:, band] = ranks[:, band] >> shift  # the cast keeps the low 8 bits
 
     def pairs_of(band: int) -> tuple[np.ndarray, np.ndarray]:
         order = np.empty(live.size, dtype=np.int64)
         order[ranks[:, band]] = np.arange(live.size)
-        left, right = _first_band_pairs(keys, ranks, order, band, max_bucket, min_bands, window)
+        left, right = _first_band_pairs(
+            keys, ranks, blocks, order, band, max_bucket, min_bands, window
+        )
         return live[left], live[right]
 
     # Threads: numpy's sorts and the compiled kernel release the GIL.
@@ -255,16 +265,20 @@ def _bucket_order(keys: np.ndarray, live: np.ndarray, band: int) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
-def _first_band_pairs(keys, ranks, order, band, max_bucket, min_bands, window):  # pragma: no cover
+def _first_band_pairs(
+    keys, ranks, blocks, order, band, max_bucket, min_bands, window
+):  # pragma: no cover - compiled
     m, bands = keys.shape
     dated = window.shape[0] > 0
+    limit = max_bucket if max_bucket > 0 else m  # no bound: every rank is close enough
     size = 1024
     left = np.empty(size, np.int64)
     right = np.empty(size, np.int64)
     found = 0
-    # A member's mates, then their counts of equal keys: each in a loop without
-    # branches, so the reads of many mates' rows (random, mostly cache misses)
-    # are under way at once instead of one after another.
+    # A member's mates go through filters, cheapest first, each a loop without
+    # branches over the mates the last one kept: so the reads of many mates'
+    # rows (random, mostly cache misses) are under way at once instead of one
+    # after another. Only the few left get the exact check.
     mates = np.empty(1024, np.int64)
     equal = np.empty(1024, np.int32)
     start = 0
@@ -279,11 +293,11 @@ def _first_band_pairs(keys, ranks, order, band, max_bucket, min_bands, window): 
             if stop - p > mates.size:
                 mates = np.empty(2 * (stop - p), np.int64)
                 equal = np.empty(2 * (stop - p), np.int32)
+            # Mates in reach. NaN days compare false: an unknown date is never out of reach.
             near = 0
             for q in range(p + 1, stop):
                 j = order[q]
                 mates[near] = j
-                # NaN days compare false: an unknown date is never out of reach.
                 near += not (
                     dated and abs(window[i, 0] - window[j, 0]) > min(window[i, 1], window[j, 1])
                 )
@@ -295,16 +309,35 @@ def _first_band_pairs(keys, ranks, order, band, max_bucket, min_bands, window): 
                 for b in range(bands):
                     count += keys[i, b] == keys[j, b]
                 equal[t] = count
+            near = _kept(mates, equal, near, min_bands)
+            # Most pairs left share many bands, so were paired by an earlier one:
+            # the first earlier band with an equal key nearly always pairs them.
             for t in range(near):
-                if equal[t] < min_bands:
-                    continue
+                j = mates[t]
+                first = band
+                for b in range(band):
+                    first = min(first, b if keys[i, b] == keys[j, b] else band)
+                at = first if first < band else 0
+                equal[t] = first == band or abs(ranks[i, at] - ranks[j, at]) > limit
+            near = _kept(mates, equal, near, 1)
+            # In a large batch many pairs share keys of huge buckets but are far
+            # apart in them: equal keys in blocks too far apart cannot pair.
+            if max_bucket > 0:
+                for t in range(near):
+                    j = mates[t]
+                    count = 0
+                    for b in range(bands):
+                        count += (keys[i, b] == keys[j, b]) & _near_blocks(
+                            blocks[i, b], blocks[j, b]
+                        )
+                    equal[t] = count
+                near = _kept(mates, equal, near, min_bands)
+            for t in range(near):
                 j = mates[t]
                 # Which bands pair (i, j): same key, ranks close enough.
                 count = 0
                 for b in range(bands):
-                    if keys[i, b] == keys[j, b] and (
-                        max_bucket == 0 or abs(ranks[i, b] - ranks[j, b]) <= max_bucket
-                    ):
+                    if keys[i, b] == keys[j, b] and abs(ranks[i, b] - ranks[j, b]) <= limit:
                         if b < band:  # an earlier band gives this pair
                             count = -1
                             break
@@ -319,6 +352,22 @@ def _first_band_pairs(keys, ranks, order, band, max_bucket, min_bands, window): 
                     found += 1
         start = end
     return left[:found], right[:found]
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _near_blocks(first, second):  # pragma: no cover - compiled
+    """Whether two blocks (uint8, mod 256) are equal or neighbours: differ by -1, 0 or 1."""
+    return np.uint8(first - second + np.uint8(1)) <= 2
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _kept(mates, scores, count, least):  # pragma: no cover - compiled
+    """Move the first ``count`` mates whose score is at least ``least`` to the front; how many."""
+    kept = 0
+    for t in range(count):
+        mates[kept] = mates[t]
+        kept += scores[t] >= least
+    return kept
 
 
 @numba.njit(cache=True, nogil=True)

@@ -186,6 +186,34 @@ def test_candidate_blocks_on_many_documents_with_big_buckets():
         assert np.array_equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
 
 
+def test_candidate_blocks_on_buckets_many_times_the_bound():
+    """Buckets of thousands, whose blocks of ranks wrap around a byte many times."""
+    sigs = np.random.default_rng(5).integers(0, 2, (6000, 8)).astype(np.uint32)
+    for bound in (1, 3):
+        got = candidate_pairs(sigs, 8, 1, max_bucket=bound, min_bands=2, jobs=2)
+        expected = reference_bounded_pairs(sigs, 8, 1, max_bucket=bound, min_bands=2)
+        assert got[0].size > 20
+        assert np.array_equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
+
+
+@pytest.mark.parametrize("bound", [1, 7, 200, 255, 256, 1000])
+def test_ranks_a_bound_apart_are_in_near_blocks(bound):
+    from dedup.candidates import _near_blocks
+
+    shift = bound.bit_length()  # as candidate_blocks cuts blocks
+    # The ranks just before each block's end, over 300 blocks: a byte wraps around.
+    ends = np.arange(1, 301) << shift
+    for gap in sorted({0, 1, bound // 2, bound}):
+        first = np.concatenate([ends - 1 - k for k in range(gap + 1)])
+        second = first + gap
+        first_blocks = (first >> shift).astype(np.uint8)
+        second_blocks = (second >> shift).astype(np.uint8)
+        for x, y in zip(first_blocks, second_blocks, strict=True):
+            assert _near_blocks(x, y) and _near_blocks(y, x)
+    assert not _near_blocks(np.uint8(5), np.uint8(7))
+    assert not _near_blocks(np.uint8(0), np.uint8(254))
+
+
 def test_candidate_blocks_on_many_dated_documents_with_big_buckets():
     rng = np.random.default_rng(4)
     sigs = rng.integers(0, 12, (600, 24)).astype(np.uint32)
