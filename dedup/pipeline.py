@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
+from dedup import collector
 from dedup.analysis import (
     Progress,
     analyse_documents,
@@ -406,11 +407,23 @@ def run(
     ``jobs`` worker processes analyse the text (default: :func:`default_jobs`);
     the result does not depend on it. ``documents`` is read once, as the
     workers take it; with ``keep_text=False`` the result's documents keep a
-    200-character preview of their text and no ``extra`` fields.
+    200-character preview of their text and no ``extra`` fields. Python's
+    cyclic garbage collector is paused during the run (see :mod:`dedup.collector`).
     """
     jobs = default_jobs() if jobs is None else jobs
     if jobs < 1:
         raise ConfigError("jobs must be at least 1")
+    with collector.paused():  # a million records would be rescanned, again and again
+        return _run(documents, params, progress, jobs, keep_text)
+
+
+def _run(
+    documents: Iterable[DocumentLike],
+    params: Params,
+    progress: Progress | None,
+    jobs: int,
+    keep_text: bool,
+) -> ClusterResult:
     stats: dict[str, Any] = {}
     # A million documents' shingle sets are a gigabyte: build them only if read.
     docs, prepared = _prepare(

@@ -22,6 +22,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 from rich.text import Text
 
+from dedup import collector
 from dedup.evaluate import ClusterError, Scores
 from dedup.pipeline import Comparison
 from dedup.records import Cluster, ClusterResult, Document
@@ -47,6 +48,11 @@ _TITLE_CHARS = 80
 
 def document_records(result: ClusterResult) -> list[dict[str, Any]]:
     """One plain record per input document, in input order (keys: :data:`FIELDS`)."""
+    with collector.paused():  # a record per document: see dedup.collector
+        return _document_records(result)
+
+
+def _document_records(result: ClusterResult) -> list[dict[str, Any]]:
     position: dict[int, int] = {}
     for c in result.clusters:
         position.update((member, k) for k, member in enumerate(c.members))

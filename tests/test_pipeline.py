@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import pickle
 import random
@@ -162,6 +163,23 @@ def test_text_with_no_usable_words_is_an_empty_singleton():
     for i in (0, 1, 4):
         assert result.cluster_of(i).members == (i,)
     assert result.labels[2] == result.labels[3]
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_garbage_collector_is_paused_during_a_run_and_restored(enabled):
+    docs = ["Putin visits Pyongyang for talks with Kim", "Putin in Pyongyang for talks with Kim"]
+    seen = []
+    was = gc.isenabled()
+    try:
+        gc.enable() if enabled else gc.disable()
+        dedup.cluster(docs, progress=lambda *_: seen.append(gc.isenabled()), jobs=1)
+        assert gc.isenabled() == enabled
+        with pytest.raises(dedup.ConfigError):
+            dedup.cluster(docs, jobs=0)
+        assert gc.isenabled() == enabled
+    finally:
+        gc.enable() if was else gc.disable()
+    assert seen and not any(seen)
 
 
 def test_no_documents():
