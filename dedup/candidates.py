@@ -223,13 +223,15 @@ def _first_band_blocks(
         keys = band_keys(signatures[live], bands, rows)
     ranks = np.empty(keys.shape, dtype=np.int32)
     # Each rank's block of 2**shift ranks, mod 256: ranks at most max_bucket apart
-    # (less than a block) are in the same or a neighbouring block, which a byte tells.
-    blocks = np.empty(keys.shape, dtype=np.uint8)
+    # (less than a block) are in the same or a neighbouring block, which a byte
+    # tells. Without a bound every rank is close enough: no blocks.
+    blocks = np.empty(keys.shape if max_bucket else (0, bands), dtype=np.uint8)
     shift = max_bucket.bit_length()
 
     def rank_band(band: int) -> None:
         ranks[_bucket_order(keys[:, band], live, band), band] = np.arange(live.size)
-        blocks[:, band] = ranks[:, band] >> shift  # the cast keeps the low 8 bits
+        if max_bucket:
+            blocks[:, band] = ranks[:, band] >> shift  # the cast keeps the low 8 bits
 
     def pairs_of(band: int) -> tuple[np.ndarray, np.ndarray]:
         order = np.empty(live.size, dtype=np.int64)

@@ -2,8 +2,8 @@
 
 A run holds a record per document (the document, its analysis, its output
 row), none of them in a reference cycle. The cyclic collector nonetheless
-rescans all of them, again and again, as their number grows: measured on a
-million synthetic articles, 5% of a 100,000-article run and 8% of a
+rescans all of them, again and again, as their number grows: on synthetic
+news (``benchmarks/speed.py``), 5% of a 100,000-article run and 8% of a
 million-article one, most of it while the workers wait on the main process.
 Reference counting still frees everything as usual while it is paused.
 """
