@@ -496,6 +496,13 @@ def cluster(
     ClusterResult
         Every input document exactly once, in input order.
 
+    Notes
+    -----
+    Python's cyclic garbage collector is paused while the documents are
+    clustered and re-enabled after if it was enabled (:mod:`dedup.collector`):
+    it rescanned a large run's millions of records again and again. Reference
+    counting frees memory as usual meanwhile.
+
     Examples
     --------
     >>> result = cluster(["Quake hits Izmir", "Izmir quake kills two", "Rates held"])
