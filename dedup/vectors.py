@@ -357,8 +357,8 @@ def top_features(
     if not matrix.has_sorted_indices:
         matrix = matrix.copy()
         matrix.sort_indices()
-    # Within a row, column order is now hash order: a stable sort by weight
-    # leaves ties by hash, and sorting the chosen positions puts them in hash order.
+    # Within a row, column order is now hash order: taking equal weights in
+    # column order breaks ties by hash, and the chosen come out in hash order.
     indptr = matrix.indptr.astype(np.int64)
     parts = call_in_threads(
         lambda lo, hi: _top_positions(
