@@ -125,6 +125,7 @@ def analyse_documents(
     progress: Progress | None = None,
     total: int = 0,
     shingles: bool = True,
+    pool: ProcessPoolExecutor | None = None,
 ) -> Analysis:
     """:func:`hashed_analysis` of ``(text, title, lang)`` items, in chunks over ``jobs`` processes.
 
@@ -132,7 +133,9 @@ def analyse_documents(
     of documents is never all in memory at once. The result is the same for
     any ``jobs``; ``progress("analyse", done, total)`` is called as chunks
     finish. ``total``, the number of items where known (0: not known), sizes
-    the chunks so that every worker gets several.
+    the chunks so that every worker gets several. ``pool``, from
+    :func:`analysis_pool`, runs them in workers that live on between calls
+    (their token tables stay warm); without it, a pool lives for this call.
     """
     total = len(items) if isinstance(items, Sized) else total
     low, high = _ANALYSE_CHUNK
@@ -150,7 +153,8 @@ def analyse_documents(
         if jobs > 1 and len(head) > 1:
             # Processes, not threads: analysis is pure Python. Results are taken
             # in chunk order, so they are the same as one process's.
-            pool = stack.enter_context(ProcessPoolExecutor(jobs, mp_context=_pool_context()))
+            if pool is None:
+                pool = stack.enter_context(analysis_pool(jobs))
             results = _in_order(pool, analyse, chunks, 2 * jobs)
         for chunk in results:
             analysed.extend(_unpacked(chunk))
@@ -213,11 +217,13 @@ def _in_order(
         yield pending.popleft().result()
 
 
-def _pool_context() -> multiprocessing.context.BaseContext:
+def analysis_pool(jobs: int) -> ProcessPoolExecutor:
+    """Worker processes for :func:`analyse_documents`; the caller shuts them down."""
     # fork is cheapest where it exists (workers inherit loaded modules);
     # elsewhere fall back to the platform default.
     methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("fork" if "fork" in methods else None)
+    context = multiprocessing.get_context("fork" if "fork" in methods else None)
+    return ProcessPoolExecutor(jobs, mp_context=context)
 
 
 def default_jobs() -> int:

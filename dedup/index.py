@@ -24,13 +24,20 @@ import dataclasses
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
 from scipy import sparse
 
-from dedup.analysis import analyse_documents, default_jobs, needs_shingles, needs_words
+from dedup.analysis import (
+    analyse_documents,
+    analysis_pool,
+    default_jobs,
+    needs_shingles,
+    needs_words,
+)
 from dedup.candidates import candidate_pairs, lsh_params
 from dedup.cluster_ids import carried_cluster_ids
 from dedup.errors import ConfigError, DuplicateIdError
@@ -133,6 +140,9 @@ class StoryIndex:
         self._df_run = -1
         self._df_pending = 0  # runs read since the last full one
         self._df = DocumentFrequencies(np.empty(0, np.uint32), np.empty(0, np.int64), 0)
+        # Analysis workers, started by the first large batch and kept until close():
+        # their token tables stay warm from one add to the next.
+        self._pool: ProcessPoolExecutor | None = None
 
     def _open(self, preset: str | None, options: dict[str, Any]) -> Params:
         asked = {k: v for k, v in options.items() if v is not None}
@@ -169,7 +179,10 @@ class StoryIndex:
         self.close()
 
     def close(self) -> None:
-        """Close the store's connection."""
+        """Close the store's connection and stop the analysis workers."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
         self.store.close()
 
     # --- public operations --------------------------------------------------------
@@ -300,13 +313,20 @@ class StoryIndex:
         """
         runs, total = self.store.df_runs(self._df_run)
         table = self._df.features, self._df.counts
+        recent = None  # the runs after the table, summed: small, so merged into it once
         for run, full, features, counts in runs:
             if full:
-                table, self._df_pending = (features, counts), 0
+                table, recent, self._df_pending = (features, counts), None, 0
             else:
-                table = merge_counts(*table, features, counts)
+                recent = (
+                    (features, counts)
+                    if recent is None
+                    else merge_counts(*recent, features, counts)
+                )
                 self._df_pending += 1
             self._df_run = run
+        if recent is not None:
+            table = merge_counts(*table, *recent)
         if runs or total != self._df.documents:
             # A new object, so its search directory is built afresh when first used.
             self._df = DocumentFrequencies(*table, total)
@@ -321,8 +341,11 @@ class StoryIndex:
         # Large batches are analysed by worker processes, as dedup cluster --jobs
         # does: analysis is pure Python and most of an add's time.
         items = [(d.text, d.title, d.lang) for d in docs]
+        jobs = default_jobs()
+        if jobs > 1 and self._pool is None:
+            self._pool = analysis_pool(jobs)  # no worker starts before a batch needs one
         analysed, words = analyse_documents(
-            items, params, default_jobs(), shingles=needs_shingles(params)
+            items, params, jobs, shingles=needs_shingles(params), pool=self._pool
         )
         feats, tfs = [a.features for a in analysed], [a.counts for a in analysed]
         distinct = np.array([a.distinct_terms for a in analysed], dtype=np.int64)

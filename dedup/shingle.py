@@ -119,6 +119,55 @@ def unique_sorted(values: np.ndarray) -> np.ndarray:
     return ordered[np.r_[True, ordered[1:] != ordered[:-1]]] if ordered.size else ordered
 
 
+def distinct_hashes(values: np.ndarray, *, overwrite: bool = False) -> np.ndarray:
+    """``np.unique`` of uint32 hashes, sorted by radix: three passes of 11 bits.
+
+    For the tens of millions of (document, feature) cells whose distinct
+    features an index batch needs as columns, about three times faster than
+    ``np.sort``. It needs a scratch array the size of ``values`` (and a copy,
+    unless ``overwrite`` lets it reorder ``values``), so the batch run's
+    hundreds of millions of cells keep to :func:`unique_sorted`.
+    """
+    values = np.asarray(values, dtype=np.uint32)
+    ordered = _radix_sorted(values if overwrite else values.copy(), np.empty_like(values))
+    return ordered[: _compact_runs(ordered)].copy()
+
+
+@numba.njit(cache=True, nogil=True)
+def _radix_sorted(values, scratch):  # pragma: no cover - compiled
+    """``values`` sorted, in whichever of the two buffers the last pass wrote."""
+    digits = 1 << 11
+    counts = np.zeros((3, digits), np.int64)
+    for v in values:
+        x = np.int64(v)
+        counts[0, x & (digits - 1)] += 1
+        counts[1, (x >> 11) & (digits - 1)] += 1
+        counts[2, x >> 22] += 1
+    for p in range(3):  # counts to start positions
+        total = 0
+        for d in range(digits):
+            total, counts[p, d] = total + counts[p, d], total
+    source, target = values, scratch
+    for p in range(3):  # stable scatters, least significant digit first
+        for v in source:
+            d = (np.int64(v) >> (11 * p)) & (digits - 1)
+            target[counts[p, d]] = v
+            counts[p, d] += 1
+        source, target = target, source
+    return source
+
+
+@numba.njit(cache=True, nogil=True)
+def _compact_runs(ordered):  # pragma: no cover - compiled
+    """Move the first value of each run of a sorted array to its front; return how many."""
+    size = 0
+    for k in range(ordered.size):
+        if k == 0 or ordered[k] != ordered[size - 1]:
+            ordered[size] = ordered[k]
+            size += 1
+    return size
+
+
 def shingle_hash_sets(
     term_lists: Sequence[Sequence[str]], kind: str = "word", size: int = 1
 ) -> list[np.ndarray]:

@@ -230,8 +230,8 @@ class SortedHashes:
         """Index a sorted array of hashes (cast to uint32)."""
         table = np.asarray(table, dtype=np.uint32)
         bits = min(24, max(0, int(table.size).bit_length() - 1))  # about one entry per prefix
-        directory = np.zeros((1 << bits) + 1, dtype=np.int64)
-        np.cumsum(np.bincount(table >> (32 - bits), minlength=1 << bits), out=directory[1:])
+        directory = np.empty((1 << bits) + 1, dtype=np.int64)
+        _prefix_starts(table, 32 - bits, directory)
         return cls(table, directory, 32 - bits)
 
     def positions(self, values: np.ndarray) -> np.ndarray:
@@ -252,6 +252,20 @@ class SortedHashes:
         out = np.empty(values.size, dtype=np.int64)
         _directed_lookup(self.table, self.directory, self.shift, found, values, out)
         return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _prefix_starts(table, shift, directory):  # pragma: no cover - compiled
+    """``directory[p]``: where the values whose top bits are ``p`` start in the sorted
+    ``table``; the last entry is its size. One pass, no temporary the size of the table."""
+    prefix = 0
+    for i in range(table.size):
+        top = np.int64(table[i]) >> shift
+        while prefix <= top:
+            directory[prefix] = i
+            prefix += 1
+    for p in range(prefix, directory.size):
+        directory[p] = table.size
 
 
 @numba.njit(cache=True, nogil=True)

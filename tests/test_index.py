@@ -77,6 +77,22 @@ def test_googlenews_in_ten_batches_agrees_with_one_run(tmp_path, shared_data):
     assert _agreement(str(tmp_path / "gn.sqlite"), docs, 10) >= 0.97
 
 
+def test_analysis_workers_live_from_add_to_add_until_close(tmp_path, shared_data):
+    docs = dedup.read_documents(shared_data / "ecbplus" / "ecbplus.jsonl")[:1000]
+    with mock.patch("dedup.index.default_jobs", return_value=2):
+        index = StoryIndex(tmp_path / "index.sqlite")
+        assert index.query(docs[:1]) and index._pool is not None
+        index.add(docs[:500])  # several chunks: the workers start
+        pool = index._pool
+        workers = list(pool._processes.values())
+        assert len(workers) == 2
+        index.add(docs[500:])
+        assert index._pool is pool and list(pool._processes.values()) == workers
+        index.close()
+    assert index._pool is None
+    assert not any(worker.is_alive() for worker in workers)
+
+
 def test_readding_is_idempotent_or_an_error(location):
     docs = _examples()
     with StoryIndex(location) as index:

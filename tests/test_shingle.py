@@ -217,3 +217,26 @@ def test_run_lengths_equal_np_unique_with_counts(values):
     np.testing.assert_array_equal(got_values, expected_values)
     np.testing.assert_array_equal(got_lengths, expected_lengths)
     assert got_values.dtype == np.uint32 and got_lengths.dtype == np.int64
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(
+        st.one_of(
+            st.integers(0, 2**32 - 1),
+            st.sampled_from([0, 1, 2**11 - 1, 2**11, 2**22 - 1, 2**22, 2**31, 2**32 - 1]),
+        ),
+        max_size=400,
+    ),
+    overwrite=st.booleans(),
+)
+def test_distinct_hashes_equal_numpy_unique(values, overwrite):
+    from dedup.shingle import distinct_hashes
+
+    array = np.array(values, dtype=np.uint32)
+    before = array.copy()
+    got = distinct_hashes(array, overwrite=overwrite)
+    np.testing.assert_array_equal(got, np.unique(before))
+    assert got.dtype == np.uint32
+    if not overwrite:
+        np.testing.assert_array_equal(array, before)

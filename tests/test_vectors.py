@@ -730,3 +730,25 @@ def test_counts_of_equal_a_dict_lookup(table, wanted, directed):
     expected = [table.get(int(q), 0) for q in queries]
     assert got.tolist() == expected
     assert again.tolist() == expected
+
+
+COUNTED = st.dictionaries(HASH, st.integers(-5, 50), max_size=200)
+
+
+@settings(max_examples=200, deadline=None)
+@given(table=COUNTED, more=COUNTED)
+def test_merge_counts_equal_adding_dictionaries(table, more):
+    from dedup.vectors import merge_counts
+
+    def arrays(counted):
+        keys = sorted(counted)
+        return np.array(keys, np.uint32), np.array([counted[k] for k in keys], np.int64)
+
+    features, counts = merge_counts(*arrays(table), *arrays(more))
+    want = Counter(table)
+    for feature, count in more.items():
+        want[feature] = want.get(feature, 0) + count
+    want_features, want_counts = arrays(dict(want))
+    np.testing.assert_array_equal(features, want_features)
+    np.testing.assert_array_equal(counts, want_counts)
+    assert features.dtype == np.uint32 and counts.dtype == np.int64
