@@ -5,8 +5,9 @@ Builds an index of ``--size`` synthetic articles (``benchmarks/corpus.py``) in
 new process would, and times the first query (which reads the frequencies and
 band keys), adding one more ``--batch`` and ``--queries`` single-document
 queries, on SQLite and (with ``--redis URL``) on Redis. Every batch's add rate
-is printed too, to show how it falls as the index grows. The issue's goals are for 1M documents: >= 2,000 added documents a
-second and a median query <= 5 ms (p99 <= 50 ms) on SQLite.
+is printed too, to show how it falls as the index grows. The issue's goals are
+for 1M documents: >= 2,000 added documents a second and a median query <= 5 ms
+(p99 <= 50 ms) on SQLite.
 
 The corpus spreads its articles over two years. By default they are added in
 publication order, as a crawler meets them, and the queries are the next

@@ -258,9 +258,9 @@ def tfidf_rows(
 
     Notes
     -----
-    One numpy sort over all features, O(F log F) for F distinct
-    (document, feature) cells, and a compiled binary search per cell; no
-    Python loop per feature.
+    One radix sort over all features, O(F) for F (document, feature)
+    cells, and a compiled binary search per cell; no Python loop per
+    feature.
     """
     columns = _distinct_union(features)
     df, documents = frequencies.counts_of(columns), frequencies.documents
