@@ -24,20 +24,13 @@ import dataclasses
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
 from scipy import sparse
 
-from dedup.analysis import (
-    analyse_documents,
-    analysis_pool,
-    default_jobs,
-    needs_shingles,
-    needs_words,
-)
+from dedup.analysis import AnalysisWorkers, default_jobs, needs_shingles, needs_words
 from dedup.candidates import candidate_pairs, lsh_params
 from dedup.cluster_ids import carried_cluster_ids
 from dedup.errors import ConfigError, DuplicateIdError
@@ -140,9 +133,9 @@ class StoryIndex:
         self._df_run = -1
         self._df_pending = 0  # runs read since the last full one
         self._df = DocumentFrequencies(np.empty(0, np.uint32), np.empty(0, np.int64), 0)
-        # Analysis workers, started by the first large batch and kept until close():
-        # their token tables stay warm from one add to the next.
-        self._pool: ProcessPoolExecutor | None = None
+        # Started by the first large batch and kept until close(): their token
+        # tables stay warm from one add to the next.
+        self._workers = AnalysisWorkers(default_jobs())
 
     def _open(self, preset: str | None, options: dict[str, Any]) -> Params:
         asked = {k: v for k, v in options.items() if v is not None}
@@ -180,9 +173,7 @@ class StoryIndex:
 
     def close(self) -> None:
         """Close the store's connection and stop the analysis workers."""
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
+        self._workers.close()
         self.store.close()
 
     # --- public operations --------------------------------------------------------
@@ -338,15 +329,8 @@ class StoryIndex:
         n = len(docs)
         if n == 0:
             return _Plan([], Batch())
-        # Large batches are analysed by worker processes, as dedup cluster --jobs
-        # does: analysis is pure Python and most of an add's time.
         items = [(d.text, d.title, d.lang) for d in docs]
-        jobs = default_jobs()
-        if jobs > 1 and self._pool is None:
-            self._pool = analysis_pool(jobs)  # no worker starts before a batch needs one
-        analysed, words = analyse_documents(
-            items, params, jobs, shingles=needs_shingles(params), pool=self._pool
-        )
+        analysed, words = self._workers.analyse(items, params, shingles=needs_shingles(params))
         feats, tfs = [a.features for a in analysed], [a.counts for a in analysed]
         distinct = np.array([a.distinct_terms for a in analysed], dtype=np.int64)
         sets = [a.shingles for a in analysed]

@@ -77,20 +77,40 @@ def test_googlenews_in_ten_batches_agrees_with_one_run(tmp_path, shared_data):
     assert _agreement(str(tmp_path / "gn.sqlite"), docs, 10) >= 0.97
 
 
+def _workers_of(index: StoryIndex) -> list:
+    pool = index._workers._pool
+    return [] if pool is None else list(pool._processes.values())
+
+
 def test_analysis_workers_live_from_add_to_add_until_close(tmp_path, shared_data):
     docs = dedup.read_documents(shared_data / "ecbplus" / "ecbplus.jsonl")[:1000]
     with mock.patch("dedup.index.default_jobs", return_value=2):
         index = StoryIndex(tmp_path / "index.sqlite")
-        assert index.query(docs[:1]) and index._pool is not None
-        index.add(docs[:500])  # several chunks: the workers start
-        pool = index._pool
-        workers = list(pool._processes.values())
-        assert len(workers) == 2
-        index.add(docs[500:])
-        assert index._pool is pool and list(pool._processes.values()) == workers
-        index.close()
-    assert index._pool is None
+    assert index.query(docs[:1]) and _workers_of(index) == []  # one document: no worker
+    index.add(docs[:500])  # several chunks: the workers start
+    workers = _workers_of(index)
+    assert len(workers) == 2
+    index.add(docs[500:])
+    assert _workers_of(index) == workers
+    index.close()
+    assert index._workers._pool is None
     assert not any(worker.is_alive() for worker in workers)
+
+
+def test_a_killed_analysis_worker_is_replaced_and_the_batch_analysed_again(tmp_path, shared_data):
+    docs = dedup.read_documents(shared_data / "ecbplus" / "ecbplus.jsonl")[:1000]
+    with mock.patch("dedup.index.default_jobs", return_value=2):
+        index = StoryIndex(tmp_path / "index.sqlite")
+    with index:
+        index.add(docs[:500])
+        (victim, *_) = _workers_of(index)
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.join(10)
+        added = index.add(docs[500:])
+        assert [a.id for a in added] == [d.id for d in docs[500:]]
+        assert all(a.status in ("new", "joined") for a in added)
+        assert victim not in _workers_of(index) and len(_workers_of(index)) == 2
+        assert index.stats()["documents"] == len({d.id for d in docs})  # ECB+ repeats ids
 
 
 def test_readding_is_idempotent_or_an_error(location):
