@@ -115,8 +115,12 @@ def unique_sorted(values: np.ndarray) -> np.ndarray:
     Asked for the values alone, numpy 2's ``np.unique`` takes a hash-based path
     that is 50 to 90 times slower on arrays of hashes like these.
     """
-    ordered = np.sort(values)
-    return ordered[np.r_[True, ordered[1:] != ordered[:-1]]] if ordered.size else ordered
+    return _first_of_runs(np.sort(values))
+
+
+def _first_of_runs(ordered: np.ndarray) -> np.ndarray:
+    """The distinct values of a sorted array (a new array)."""
+    return ordered[np.r_[True, ordered[1:] != ordered[:-1]]] if ordered.size else ordered.copy()
 
 
 def distinct_hashes(values: np.ndarray, *, overwrite: bool = False) -> np.ndarray:
@@ -129,8 +133,9 @@ def distinct_hashes(values: np.ndarray, *, overwrite: bool = False) -> np.ndarra
     hundreds of millions of cells keep to :func:`unique_sorted`.
     """
     values = np.asarray(values, dtype=np.uint32)
-    ordered = _radix_sorted(values if overwrite else values.copy(), np.empty_like(values))
-    return ordered[: _compact_runs(ordered)].copy()
+    return _first_of_runs(
+        _radix_sorted(values if overwrite else values.copy(), np.empty_like(values))
+    )
 
 
 @numba.njit(cache=True, nogil=True)
@@ -155,17 +160,6 @@ def _radix_sorted(values, scratch):  # pragma: no cover - compiled
             counts[p, d] += 1
         source, target = target, source
     return source
-
-
-@numba.njit(cache=True, nogil=True)
-def _compact_runs(ordered):  # pragma: no cover - compiled
-    """Move the first value of each run of a sorted array to its front; return how many."""
-    size = 0
-    for k in range(ordered.size):
-        if k == 0 or ordered[k] != ordered[size - 1]:
-            ordered[size] = ordered[k]
-            size += 1
-    return size
 
 
 def shingle_hash_sets(

@@ -209,17 +209,21 @@ def length_weights(distinct_terms: np.ndarray, reference: float) -> np.ndarray:
     return np.minimum(1.0, (reference / np.maximum(distinct_terms, 1)) ** 0.25)
 
 
+def _concatenated(feature_sets: Sequence[np.ndarray]) -> np.ndarray:
+    """All of ``feature_sets`` end to end in a new uint32 array, which callers may reorder."""
+    return np.concatenate([np.empty(0, np.uint32), *feature_sets]).astype(np.uint32, copy=False)
+
+
 def _sorted_union(feature_sets: Sequence[np.ndarray]) -> np.ndarray:
     """All of ``feature_sets`` in one sorted uint32 array, with repeats across sets."""
-    flat = np.concatenate([np.empty(0, np.uint32), *feature_sets]).astype(np.uint32, copy=False)
+    flat = _concatenated(feature_sets)
     flat.sort()  # in place: the concatenation is already a copy
     return flat
 
 
 def _distinct_union(feature_sets: Sequence[np.ndarray]) -> np.ndarray:
     """The sorted distinct features of all of ``feature_sets``."""
-    flat = np.concatenate([np.empty(0, np.uint32), *feature_sets]).astype(np.uint32, copy=False)
-    return distinct_hashes(flat, overwrite=True)  # the concatenation is a copy already
+    return distinct_hashes(_concatenated(feature_sets), overwrite=True)
 
 
 def tfidf_rows(
