@@ -24,8 +24,11 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
+import cProfile
 import itertools
 import os
+import pstats
 import statistics
 import sys
 import tempfile
@@ -58,6 +61,7 @@ def _bench(
     seed: int,
     order: str,
     load_batch: int,
+    profile: bool = False,
 ) -> dict[str, Any]:
     articles = _articles(size + batch + queries, seed, order)
     growth = []  # (documents before the add, documents/s) of every batch
@@ -74,12 +78,18 @@ def _bench(
     with StoryIndex(location) as index:
         index.query(timed[-1:])
         first_query_s = time.perf_counter() - start
-        docs_per_s = _add_rate(index, timed[:batch])
+        profiler = cProfile.Profile() if profile else contextlib.nullcontext()
+        with profiler:
+            docs_per_s = _add_rate(index, timed[:batch])
+        _print_profile(profiler, f"{location}: the timed add")
         latencies = []
+        profiler = cProfile.Profile() if profile else contextlib.nullcontext()
         for article in timed[batch:]:
-            start = time.perf_counter()
-            index.query([article])
-            latencies.append((time.perf_counter() - start) * 1000)
+            with profiler:
+                start = time.perf_counter()
+                index.query([article])
+                latencies.append((time.perf_counter() - start) * 1000)
+        _print_profile(profiler, f"{location}: {queries} queries")
     latencies.sort()
     return {
         "docs_per_s": docs_per_s,
@@ -88,6 +98,14 @@ def _bench(
         "query_median_ms": statistics.median(latencies),
         "query_p99_ms": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
     }
+
+
+def _print_profile(profiler: Any, title: str) -> None:
+    """The dedup functions that took longest (with what they called), to stderr."""
+    if isinstance(profiler, cProfile.Profile):
+        print(f"\nprofile of {title} (cumulative seconds)", file=sys.stderr)
+        stats = pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative")
+        stats.print_stats(r"dedup[/\\](?!.*threads)", 30)
 
 
 def _add_rate(index: StoryIndex, part: list[dict[str, Any]]) -> float:
@@ -115,9 +133,15 @@ def main() -> None:
         help="batches day after day (published, the default) or of any date (file)",
     )
     parser.add_argument("--redis", metavar="URL", help="also time Redis (its db is flushed)")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="profile the timed add and queries and print where they spend their time "
+        "(the profiler slows them: their figures are then not comparable)",
+    )
     args = parser.parse_args()
     load_batch = args.load_batch or args.batch
-    common = (args.size, args.batch, args.queries, args.seed, args.order, load_batch)
+    common = (args.size, args.batch, args.queries, args.seed, args.order, load_batch, args.profile)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "bench.sqlite")
