@@ -8,10 +8,13 @@ new one; nothing already indexed is re-clustered from scratch. For a batch:
    and against the stored band buckets (the same bands and keys);
 3. score every candidate pair with the batch's length and date factors and a
    TF-IDF whose document frequencies are the store's plus the batch's, so a
-   verdict does not depend on which batch an article came in with;
+   verdict does not depend on which batch an article came in with; a stored
+   candidate's row is built over the batch's features only and divided by
+   its kept norm (:mod:`dedup.index_scores`);
 4. average linkage over the new documents and the existing clusters they link
    to, each existing cluster a node of its size whose links are the stored
-   ones; clusters merge while the mean pairwise score reaches the threshold.
+   ones (scored again once the index has grown 10% since they were scored);
+   clusters merge while the mean pairwise score reaches the threshold.
    A cluster keeps its id; when two existing clusters merge, the larger's id
    survives.
 
@@ -20,7 +23,6 @@ The store (:mod:`dedup.stores`) is one SQLite file or a Redis database.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -34,6 +36,13 @@ from dedup.analysis import AnalysisWorkers, default_jobs, needs_shingles, needs_
 from dedup.candidates import candidate_pairs, lsh_params
 from dedup.cluster_ids import carried_cluster_ids
 from dedup.errors import ConfigError, DuplicateIdError
+from dedup.index_scores import (
+    is_fresh,
+    kept_norms,
+    pair_scores,
+    reachable_candidates,
+    rescored_links,
+)
 from dedup.linkage import average_linkage, single_linkage
 from dedup.params import Params, resolve_params
 from dedup.pipeline import LINK_FLOOR, DocumentLike, _build_result, as_documents
@@ -41,7 +50,6 @@ from dedup.records import Assignment, ClusterResult, Document
 from dedup.signature import signatures
 from dedup.stores import (
     Batch,
-    Candidates,
     IndexBusyError,
     IndexFormatError,
     IndexParamsError,
@@ -54,17 +62,14 @@ from dedup.vectors import (
     DocumentFrequencies,
     length_weights,
     merge_counts,
-    stacked_rows,
-    summed_tfidf_rows,
+    rows_over,
+    summed_frequencies,
     top_features,
     word_columns,
 )
 from dedup.verify import (
-    date_decays,
     publication_days,
     reach_days,
-    score_ceilings,
-    story_scores,
 )
 
 __all__ = [
@@ -335,18 +340,20 @@ class StoryIndex:
         distinct = np.array([a.distinct_terms for a in analysed], dtype=np.int64)
         sets = [a.shingles for a in analysed]
         batch_df = DocumentFrequencies.count(feats)
-        stored_df = self._frequencies()
-        total = stored_df.documents + n
+        tables = (self._frequencies(), batch_df)
+        total = tables[0].documents + n
         cosine = params.similarity == "cosine"
 
         # Vectors of the new documents, IDF from the store plus the batch, so a
         # verdict does not depend on which batch an article came in with.
-        new_matrix = new_columns = None
+        new_matrix = new_columns = frequencies = new_norms = None
         if cosine:
+            frequencies = summed_frequencies(feats, tables, total)
             # Over features another document holds too, as the batch run's
             # matrix: keywords are picked among them, and no score changes.
-            new_matrix, new_columns = summed_tfidf_rows(
-                feats, tfs, (stored_df, batch_df), total, 2, default_jobs()
+            new_norms = np.empty(n)  # kept in the store with each document
+            new_matrix, new_columns = rows_over(
+                feats, tfs, frequencies, 2, default_jobs(), norms_out=new_norms
             )
         if cosine and params.keywords:
             eligible = word_columns(new_columns, words) if needs_words(params) else None
@@ -374,7 +381,7 @@ class StoryIndex:
         candidates = self.store.lsh_candidates(
             sigs, params.max_bucket, min_bands, default_jobs(), days, reach
         )
-        reachable = self._reachable(candidates, days, new_weights)
+        reachable = reachable_candidates(candidates, days, new_weights, params)
         used = np.unique(reachable.mates)  # positions in reachable.ids, which is sorted
         found = self.store.documents([reachable.ids[m] for m in used.tolist()])
         old_ids = sorted(found)
@@ -388,21 +395,22 @@ class StoryIndex:
         cols = np.concatenate([new_cols, nodes[stays]])
         old = [found[d] for d in old_ids]
         published = [d.published for d in docs] + [d.published for d in old]
-        old_rows = None  # the stored candidates' TF-IDF rows, which the rescoring reuses
+        refreshed: dict[str, tuple[float, int]] = {}  # stored norms taken again
         if cosine:
             matrix = new_matrix
             if old:
-                # New and stored rows in one matrix, built once, never stacked;
-                # as the new rows, over features two documents or more hold.
-                matrix, columns = summed_tfidf_rows(
-                    feats + [d.features for d in old],
-                    tfs + [d.counts for d in old],
-                    (stored_df, batch_df),
-                    total,
+                # A stored candidate's row over the batch's columns, divided by
+                # its kept norm, is all its dot products with the batch need:
+                # its other features are never looked up.
+                old_matrix, _ = rows_over(
+                    [d.features for d in old],
+                    [d.counts for d in old],
+                    frequencies,
                     2,
                     default_jobs(),
+                    kept_norms(old, tables, total, refreshed),
                 )
-                old_rows = (matrix, columns, {doc_id: n + k for k, doc_id in enumerate(old_ids)})
+                matrix = sparse.vstack([new_matrix, old_matrix], format="csr")
             old_lengths = np.array([d.distinct_terms for d in old], dtype=np.int64)
             weights = np.concatenate(
                 [new_weights, length_weights(old_lengths, params.length_reference)]
@@ -413,33 +421,27 @@ class StoryIndex:
             hash_sets = list(sets) + [
                 d.shingles if d.shingles is not None else np.empty(0, np.uint32) for d in old
             ]
-        scores = story_scores(
-            matrix,
-            weights,
-            published,
-            rows,
-            cols,
-            params.time_window_days,
-            params.time_scale_days,
-            hash_sets,
-            default_jobs(),
-        )["score"]
+        scores = pair_scores(matrix, weights, published, rows, cols, hash_sets, params)
         kept = scores >= params.threshold * LINK_FLOOR
         rows, cols, scores = rows[kept], cols[kept], scores[kept]
 
         # The existing clusters the batch links to are clustered again with it,
         # member by member, over their stored links: a new document can still
         # split or regroup them, as the batch run would. Only the stored links
-        # are scored again (with today's frequencies), never all member pairs.
+        # are scored again (with today's frequencies, once they are no longer
+        # fresh), never all member pairs.
         old_cluster = [d.cluster for d in old]
         touched = sorted({old_cluster[j - n] for j in cols[cols >= n].tolist()})
-        members, stored = self.store.cluster_links(touched) if touched else ({}, [])
-        if stored:
-            ends = sorted({a for a, _, _ in stored} | {b for _, b, _ in stored})
+        members, listed = self.store.cluster_links(touched) if touched else ({}, [])
+        stale = [(a, b, s) for a, b, s, at in listed if not is_fresh(at, total)]
+        rescored: dict[tuple[str, str], float] = {}
+        if stale:
+            ends = sorted({a for a, _, _ in stale} | {b for _, b, _ in stale})
             fetched = self.store.documents([e for e in ends if e not in found])
             ends_docs = {e: found[e] if e in found else fetched[e] for e in ends}
-            fresh = self._rescore(stored, ends_docs, batch_df, total, old_rows)
-            stored = [(a, b, s) for (a, b, _), s in zip(stored, fresh.tolist(), strict=True)]
+            scores_now = rescored_links(stale, ends_docs, tables, total, refreshed, params)
+            rescored = {(a, b): s for (a, b, _), s in zip(stale, scores_now.tolist(), strict=True)}
+        stored = [(a, b, rescored.get((a, b), s)) for a, b, s, _ in listed]
         node_ids = [d.id for d in docs] + sorted(m for c in touched for m in members[c])
         at = {doc_id: k for k, doc_id in enumerate(node_ids)}
         cluster_at = {m: c for c in touched for m in members[c]}
@@ -492,15 +494,15 @@ class StoryIndex:
         assignments = []
         for i, doc in enumerate(docs):
             label = int(labels[i])
-            total = size[label]
+            group = size[label]
             ranked = tuple(sorted(match[i].items(), key=lambda x: (-x[1], x[0])))
             assignments.append(
                 Assignment(
                     doc.id,
                     cluster_of_group[label],
                     "joined" if label in joined else "new",
-                    float(support[i] / (total - 1)) if total > 1 else 0.0,
-                    total,
+                    float(support[i] / (group - 1)) if group > 1 else 0.0,
+                    group,
                     ranked,
                 )
             )
@@ -519,9 +521,18 @@ class StoryIndex:
                 features=f,
                 counts=c.astype(np.uint32),
                 shingles=shingles if jaccard else None,  # sorted and distinct already
+                norm=None if norm is None else float(norm),
+                norm_documents=total,
             )
-            for doc, a, f, c, terms, shingles in zip(
-                docs, assignments, feats, tfs, distinct, sets, strict=True
+            for doc, a, f, c, terms, shingles, norm in zip(
+                docs,
+                assignments,
+                feats,
+                tfs,
+                distinct,
+                sets,
+                [None] * n if new_norms is None else new_norms,
+                strict=True,
             )
         ]
         links = [
@@ -532,92 +543,11 @@ class StoryIndex:
             documents=records,
             signatures=sigs,
             moved=moved,
-            links=links + stored,  # the stored ones rescored: keep today's values
+            links=links + [(a, b, s) for (a, b), s in rescored.items()],
+            norms=refreshed,
+            documents_after=total,
             df_features=batch_df.features,
             df_counts=batch_df.counts,
             next_cluster=next_cluster,
         )
         return _Plan(assignments, batch)
-
-    def _reachable(
-        self, candidates: Candidates, days: np.ndarray | None, weights: np.ndarray | None
-    ) -> Candidates:
-        """The candidates whose dates and lengths let them reach a link.
-
-        ``days`` and ``weights`` are the new documents' publication days and
-        length weights (None: scores do not use them). The store gives each
-        candidate's day and length with it: a pair whose length factor and
-        date decay alone keep it under the link floor is dropped unscored, as
-        :func:`dedup.pipeline.cluster` drops it, and in a long archive that is
-        most candidates, whose vectors then need not be read at all.
-        """
-        params = self.params
-        owners, mates = candidates.owners, candidates.mates
-        if days is not None and weights is not None and owners.size:
-            # Nodes: the new documents, then the stored ones in id order.
-            stored_weights = length_weights(candidates.distinct_terms, params.length_reference)
-            weights = np.concatenate([weights, stored_weights])
-            nodes = mates + days.size
-            decays = date_decays(
-                np.concatenate([days, candidates.days]),
-                owners,
-                nodes,
-                params.time_window_days,
-                params.time_scale_days,
-            )
-            reach = score_ceilings(weights, decays, owners, nodes) >= params.threshold * LINK_FLOOR
-            owners, mates = owners[reach], mates[reach]
-        return dataclasses.replace(candidates, owners=owners, mates=mates)
-
-    def _rescore(
-        self,
-        links: list[tuple[str, str, float]],
-        documents: dict[str, StoredDocument],
-        batch_df: DocumentFrequencies,
-        total: int,
-        known: tuple[sparse.csr_matrix, np.ndarray, dict[str, int]] | None = None,
-    ) -> np.ndarray:
-        """Scores of stored links between stored documents, with the frequencies of today.
-
-        ``known`` holds rows already built with the same frequencies (a
-        matrix, its columns and the row of each id): those documents' rows
-        are taken from it, the others are built.
-        """
-        params = self.params
-        row_of = known[2] if known else {}
-        ids = sorted(documents, key=lambda i: (i not in row_of, i))  # those with rows first
-        have = sum(1 for i in ids if i in row_of)
-        position = {doc_id: k for k, doc_id in enumerate(ids)}
-        rows = np.array([position[a] for a, _, _ in links], dtype=np.int64)
-        cols = np.array([position[b] for _, b, _ in links], dtype=np.int64)
-        stored = [documents[i] for i in ids]
-        matrix = weights = hash_sets = None
-        if params.similarity == "cosine":
-            if have:
-                matrix = known[0][[row_of[i] for i in ids[:have]]]
-            if have < len(ids):
-                built, columns = summed_tfidf_rows(
-                    [d.features for d in stored[have:]],
-                    [d.counts for d in stored[have:]],
-                    (self._df, batch_df),
-                    total,
-                    jobs=default_jobs(),
-                )
-                matrix = built if matrix is None else stacked_rows(matrix, known[1], built, columns)
-            lengths = np.array([d.distinct_terms for d in stored], dtype=np.int64)
-            weights = length_weights(lengths, params.length_reference)
-        else:
-            hash_sets = [
-                d.shingles if d.shingles is not None else np.empty(0, np.uint32) for d in stored
-            ]
-        return story_scores(
-            matrix,
-            weights,
-            [d.published for d in stored],
-            rows,
-            cols,
-            params.time_window_days,
-            params.time_scale_days,
-            hash_sets,
-            default_jobs(),
-        )["score"]

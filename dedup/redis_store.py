@@ -179,21 +179,31 @@ class RedisStore(Store):
         if not ids:
             return {}
         pipe = self.r.pipeline(transaction=True)
-        for name in ("cluster", "info", "feat", "shingles") if vectors else ("cluster", "info"):
+        names = ("cluster", "info", "feat", "shingles", "norm") if vectors else ("cluster", "info")
+        for name in names:
             pipe.hmget(f"{self.p}:{name}", ids)
         clusters, infos, *blobs = pipe.execute()
-        feats, shingles = blobs if vectors else ([None] * len(ids),) * 2
+        feats, shingles, norms = blobs if vectors else ([None] * len(ids),) * 3
         out = {}
-        for doc_id, c, info, feat, sh in zip(ids, clusters, infos, feats, shingles, strict=True):
+        rows = zip(ids, clusters, infos, feats, shingles, norms, strict=True)
+        for doc_id, c, info, feat, sh, norm in rows:
             if c is None or info is None:
                 continue
-            out[doc_id] = self._document(doc_id, int(c), info, feat, sh)
+            out[doc_id] = self._document(doc_id, int(c), info, feat, sh, norm)
         return out
 
     @staticmethod
-    def _document(doc_id: str, cluster: int, info: bytes, feat: bytes | None, sh: bytes | None):
+    def _document(
+        doc_id: str,
+        cluster: int,
+        info: bytes,
+        feat: bytes | None,
+        sh: bytes | None,
+        norm: bytes | None = None,
+    ) -> StoredDocument:
         record = json.loads(info)
         features, counts = unpack_features(feat) if feat else (np.empty(0, np.uint32),) * 2
+        value, at = norm.split() if norm else (None, 0)  # "norm documents"
         return StoredDocument(
             id=doc_id,
             cluster=cluster,
@@ -205,6 +215,8 @@ class RedisStore(Store):
             features=features,
             counts=counts,
             shingles=None if sh is None else np.frombuffer(sh, "<u4").astype(np.uint32),
+            norm=None if value is None else float(value),
+            norm_documents=int(at),
         )
 
     def df_runs(self, after: int) -> tuple[list[tuple[int, bool, np.ndarray, np.ndarray]], int]:
@@ -235,7 +247,7 @@ class RedisStore(Store):
 
     def cluster_links(
         self, clusters: Iterable[int]
-    ) -> tuple[dict[int, list[str]], list[tuple[str, str, float]]]:
+    ) -> tuple[dict[int, list[str]], list[tuple[str, str, float, int]]]:
         members = self.members(clusters)
         return members, self.links_among([m for ids in members.values() for m in ids])
 
@@ -249,7 +261,8 @@ class RedisStore(Store):
             for c, found in zip(clusters, pipe.execute(), strict=True)
         }
 
-    def links_among(self, ids: Iterable[str]) -> list[tuple[str, str, float]]:
+    def links_among(self, ids: Iterable[str]) -> list[tuple[str, str, float, int]]:
+        """The links with both ends among ``ids``, as ``(a, b, score, documents)``."""
         ids = list(ids)
         wanted = set(ids)
         pipe = self.r.pipeline(transaction=False)
@@ -260,7 +273,8 @@ class RedisStore(Store):
             for b_raw, s in links.items():
                 b = b_raw.decode()
                 if a < b and b in wanted:
-                    out.append((a, b, float(s)))
+                    score, at = s.split()  # "score documents"
+                    out.append((a, b, float(score), int(at)))
         return out
 
     def commit(self, batch: Batch) -> None:
@@ -290,6 +304,10 @@ class RedisStore(Store):
                 pipe.hset(f"{p}:shingles", d.id, d.shingles.astype("<u4").tobytes())
             pipe.hset(f"{p}:cluster", d.id, d.cluster)
             pipe.sadd(f"{p}:members:{d.cluster}", d.id)
+            if d.norm is not None:
+                pipe.hset(f"{p}:norm", d.id, f"{float(d.norm)!r} {d.norm_documents}")
+        for doc_id, (norm, at) in batch.norms.items():
+            pipe.hset(f"{p}:norm", doc_id, f"{float(norm)!r} {at}")
         old = self.r.hmget(f"{p}:cluster", list(batch.moved)) if batch.moved else []
         version = int(self.r.hget(f"{p}:meta", "version") or 0) + 1  # we hold the writer lock
         run = f"{version}:full" if batch.df_full else str(version)
@@ -299,8 +317,9 @@ class RedisStore(Store):
             pipe.hset(f"{p}:cluster", doc_id, c)
             pipe.sadd(f"{p}:members:{c}", doc_id)
         for a, b, s in batch.links:
-            pipe.hset(f"{p}:links:{a}", b, repr(s))
-            pipe.hset(f"{p}:links:{b}", a, repr(s))
+            value = f"{s!r} {batch.documents_after}"
+            pipe.hset(f"{p}:links:{a}", b, value)
+            pipe.hset(f"{p}:links:{b}", a, value)
         if batch.df_full:
             for name in self.r.zrange(f"{p}:dfruns", 0, -1):
                 pipe.delete(f"{p}:df:{name.decode()}")
@@ -336,7 +355,7 @@ class RedisStore(Store):
                 pipe.hdel(f"{p}:links:{other.decode()}", doc_id)
             pipe.delete(f"{p}:links:{doc_id}")
             pipe.srem(f"{p}:members:{d.cluster}", doc_id)
-            for name in ("cluster", "info", "feat", "shingles"):
+            for name in ("cluster", "info", "feat", "shingles", "norm"):
                 pipe.hdel(f"{p}:{name}", doc_id)
         pipe.hincrby(f"{p}:meta", "documents", -len(present))
         pipe.hincrby(f"{p}:meta", "version", 1)
@@ -356,7 +375,7 @@ class RedisStore(Store):
 
     def all_links(self) -> list[tuple[str, str, float]]:
         ids = [d.decode() for d in self.r.hkeys(f"{self.p}:cluster")]
-        return self.links_among(ids)
+        return [(a, b, s) for a, b, s, _ in self.links_among(ids)]
 
     def counts(self) -> dict[str, int]:
         clusters = self.r.hvals(f"{self.p}:cluster")

@@ -35,13 +35,19 @@ def weighted_rows(
     kept: np.ndarray | None,
     unlisted_idf: float | None,
     jobs: int = 1,
+    norms: np.ndarray | None = None,
+    norms_out: np.ndarray | None = None,
 ) -> sparse.csr_matrix:
     """CSR rows of the documents' TF-IDF values, over the ``kept`` columns (a mask) or all.
 
     ``columns`` are sorted features, ``idf`` gives each one's IDF. They hold
     every feature of the documents, or, with ``unlisted_idf``, all but some
     that all have that IDF and are never columns: they count in the norms
-    only. Documents go in blocks of about ``_BLOCK_CELLS`` cells, so the
+    only. With ``norms`` (each row's L2 norm, as ``norms_out`` gave it
+    once), rows are divided by those and the features ``columns`` lacks are
+    simply left out: an index scores a stored document against a batch over
+    the batch's features only. ``norms_out``, if given, receives the norm
+    each row was divided by. Documents go in blocks of about ``_BLOCK_CELLS`` cells, so the
     temporaries stay small whatever the batch; within a block, ``jobs``
     threads fill runs of documents.
 
@@ -56,6 +62,10 @@ def weighted_rows(
     search = SortedHashes.of(columns)
     width, renumbered = _renumbered(columns, kept)
     row_weights = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+    given = np.empty(0) if norms is None else np.asarray(norms, dtype=np.float64)
+    used = np.empty(n) if norms_out is None else norms_out
+    if norms is not None:
+        unlisted_idf = 0.0  # look every cell up; those not found add nothing
     # Room for every cell, trimmed at the end: pages past the kept cells are
     # never written, so they never take memory, and nothing is copied. Values
     # are computed in float64 and kept in float32: a million documents' matrix
@@ -84,11 +94,13 @@ def weighted_rows(
             renumbered,
             tf_weight,
             row_weights[start:stop],
+            given[start:stop],
             -1.0 if unlisted_idf is None else float(unlisted_idf),
             np.empty(flat.size, dtype=np.float64),
             data[filled:],
             indices[filled:],
             lengths[start:stop],
+            used[start:stop],
         )
         written = call_in_threads(fill, runs)
         # Each run wrote its kept cells from its first cell on: close the gaps.
@@ -125,18 +137,21 @@ def _fill_rows(  # pragma: no cover - compiled
     renumbered,
     tf_weight,
     row_weights,
+    norms,
     unlisted_idf,
     scratch,
     data,
     indices,
     lengths,
+    used_norms,
     first,
     last,
 ):
     """Rows ``first .. last - 1`` of a block (cells ``starts[d] .. starts[d + 1] - 1``
     of ``flat`` and ``tf``): each kept cell's value, normalised and weighted, and
     its column, written from ``data[starts[first]]`` on. Returns how many.
-    ``unlisted_idf < 0`` means every feature is in ``table``."""
+    ``unlisted_idf < 0`` means every feature is in ``table``; an empty ``norms``,
+    that each row's norm is its own; ``used_norms[d]`` receives it."""
     size = table.size
     out = starts[first]
     begin = out
@@ -153,7 +168,8 @@ def _fill_rows(  # pragma: no cover - compiled
                 indices[c] = -1
             scratch[c] = cell
             total += cell * cell  # in column order, as the reference's bincount
-        norm = np.sqrt(total)
+        norm = norms[d] if norms.size else np.sqrt(total)
+        used_norms[d] = norm
         weight = row_weights[d]
         kept = 0
         for c in range(starts[d], starts[d + 1]):
@@ -174,8 +190,11 @@ def reference_weighted_rows(
     weights: np.ndarray | None,
     kept: np.ndarray | None,
     unlisted_idf: float | None,
+    norms: np.ndarray | None = None,
 ) -> sparse.csr_matrix:
     """The plain numpy version of :func:`weighted_rows`, which the tests hold it to."""
+    if norms is not None:
+        unlisted_idf = 0.0
     n = len(features)
     sizes = np.fromiter((f.size for f in features), dtype=np.int64, count=n)
     width, renumbered = _renumbered(columns, kept)
@@ -195,7 +214,10 @@ def reference_weighted_rows(
     column[listed] = renumbered[position[listed]]
     values = (1.0 + np.log(np.concatenate(counts).astype(np.float64))) * cell_idf
     # Each row sums its squares in column order.
-    values /= np.sqrt(np.bincount(rows, weights=values**2, minlength=n))[rows]
+    if norms is None:
+        values /= np.sqrt(np.bincount(rows, weights=values**2, minlength=n))[rows]
+    else:
+        values /= np.asarray(norms, dtype=np.float64)[rows]
     if weights is not None:
         values *= np.asarray(weights, dtype=np.float64)[rows]
     live = column >= 0

@@ -49,14 +49,14 @@ CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE docs (
     n INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, cluster INTEGER NOT NULL,
     published TEXT, title TEXT, source TEXT, snippet TEXT, distinct_terms INTEGER NOT NULL,
-    features BLOB NOT NULL, shingles BLOB);
+    norm REAL, norm_documents INTEGER NOT NULL, features BLOB NOT NULL, shingles BLOB);
 CREATE INDEX docs_cluster ON docs (cluster);
 CREATE TABLE lsh_runs (run INTEGER PRIMARY KEY, first_doc INTEGER NOT NULL,
     documents INTEGER NOT NULL, data BLOB NOT NULL);
 CREATE TABLE df_runs (run INTEGER PRIMARY KEY, full INTEGER NOT NULL, features BLOB NOT NULL,
     counts BLOB NOT NULL);
-CREATE TABLE links (a INTEGER, b INTEGER, score REAL NOT NULL, PRIMARY KEY (a, b))
-    WITHOUT ROWID;
+CREATE TABLE links (a INTEGER, b INTEGER, score REAL NOT NULL, documents INTEGER NOT NULL,
+    PRIMARY KEY (a, b)) WITHOUT ROWID;
 CREATE INDEX links_b ON links (b);
 """
 
@@ -267,7 +267,7 @@ class SQLiteStore(Store):
             self._doc_days = days
 
     def _row(self, row: Sequence[Any]) -> StoredDocument:
-        features, counts = unpack_features(row[7]) if row[7] else (np.empty(0, np.uint32),) * 2
+        features, counts = unpack_features(row[9]) if row[9] else (np.empty(0, np.uint32),) * 2
         return StoredDocument(
             id=row[0],
             cluster=int(row[1]),
@@ -278,10 +278,14 @@ class SQLiteStore(Store):
             distinct_terms=int(row[6]),
             features=features,
             counts=counts,
-            shingles=_unpack_set(row[8]),
+            shingles=_unpack_set(row[10]),
+            norm=row[7],
+            norm_documents=int(row[8]),
         )
 
-    _COLUMNS = "id, cluster, published, title, source, snippet, distinct_terms"
+    _COLUMNS = (
+        "id, cluster, published, title, source, snippet, distinct_terms, norm, norm_documents"
+    )
 
     def documents(self, ids: Iterable[str], vectors: bool = True) -> dict[str, StoredDocument]:
         blobs = "features, shingles" if vectors else "NULL, NULL"
@@ -317,7 +321,7 @@ class SQLiteStore(Store):
 
     def cluster_links(
         self, clusters: Iterable[int]
-    ) -> tuple[dict[int, list[str]], list[tuple[str, str, float]]]:
+    ) -> tuple[dict[int, list[str]], list[tuple[str, str, float, int]]]:
         members: dict[int, list[str]] = {}
         with self.reading():
             self._temp_numbers("q_c", clusters)
@@ -326,11 +330,11 @@ class SQLiteStore(Store):
             ):
                 members.setdefault(int(c), []).append(doc_id)
             links = self.db.execute(
-                "SELECT da.id, db.id, l.score FROM docs da JOIN links l ON l.a = da.n "
+                "SELECT da.id, db.id, l.score, l.documents FROM docs da JOIN links l ON l.a = da.n "
                 "JOIN docs db ON db.n = l.b WHERE da.cluster IN (SELECT n FROM q_c) "
                 "AND db.cluster IN (SELECT n FROM q_c)"
             ).fetchall()
-        return members, [(a, b, float(score)) for a, b, score in links]
+        return members, [(a, b, float(score), int(at)) for a, b, score, at in links]
 
     def _temp_numbers(self, table: str, values: Iterable[int]) -> None:
         self.db.execute(f"CREATE TEMP TABLE IF NOT EXISTS {table} (n INTEGER PRIMARY KEY)")
@@ -344,7 +348,8 @@ class SQLiteStore(Store):
         try:
             db.executemany(
                 "INSERT INTO docs (id, cluster, published, title, source, snippet, distinct_terms,"
-                " features, shingles) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " norm, norm_documents, features, shingles)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     (
                         d.id,
@@ -354,6 +359,8 @@ class SQLiteStore(Store):
                         d.source,
                         d.snippet,
                         d.distinct_terms,
+                        d.norm,
+                        d.norm_documents,
                         pack_features(d.features, d.counts),
                         _pack_set(d.shingles),
                     )
@@ -375,14 +382,19 @@ class SQLiteStore(Store):
                 "UPDATE docs SET cluster = ? WHERE id = ?",
                 ((c, doc_id) for doc_id, c in batch.moved.items()),
             )
+            db.executemany(
+                "UPDATE docs SET norm = ?, norm_documents = ? WHERE id = ?",
+                ((norm, at, doc_id) for doc_id, (norm, at) in batch.norms.items()),
+            )
             # Links by id: resolve both ends to row numbers in one statement.
             db.execute("CREATE TEMP TABLE IF NOT EXISTS q_links (a TEXT, b TEXT, score REAL)")
             db.execute("DELETE FROM q_links")
             db.executemany("INSERT INTO q_links VALUES (?, ?, ?)", batch.links)
             db.execute(
-                "INSERT INTO links SELECT da.n, db.n, q.score FROM q_links q "
+                "INSERT INTO links SELECT da.n, db.n, q.score, ? FROM q_links q "
                 "JOIN docs da ON da.id = q.a JOIN docs db ON db.id = q.b WHERE true "
-                "ON CONFLICT DO UPDATE SET score = excluded.score"
+                "ON CONFLICT DO UPDATE SET score = excluded.score, documents = excluded.documents",
+                (batch.documents_after,),
             )
             version = self._bump_version()
             if batch.df_full:

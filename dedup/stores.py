@@ -1,11 +1,12 @@
 """Where a :class:`dedup.index.StoryIndex` keeps its state: one SQLite file, or Redis.
 
 Both stores hold the same records: the index parameters and schema version,
-one record per document (cluster, date, headline, feature counts), the
-document frequencies of every feature (as runs: one per commit, the batch's
-counts, merged into one full run now and then, so a commit writes what it
-adds, not the whole table), the kept similarity links, and the LSH band
-buckets. A batch is written all-or-nothing:
+one record per document (cluster, date, headline, feature counts, and its
+TF-IDF norm with the index size it was taken at), the document frequencies
+of every feature (as runs: one per commit, the batch's counts, merged into
+one full run now and then, so a commit writes what it adds, not the whole
+table), the kept similarity links (each with the index size it was scored
+at), and the LSH band buckets. A batch is written all-or-nothing:
 
 - SQLite (:class:`dedup.sqlite_store.SQLiteStore`): WAL mode; a writer holds ``BEGIN IMMEDIATE``
   from its first read to its commit, so two writers serialise (or the second
@@ -36,7 +37,8 @@ import numpy as np
 from dedup.errors import DedupError
 from dedup.verify import publication_days
 
-SCHEMA_VERSION = 3  # 2: document frequencies as runs; 3: LSH band keys as runs
+# 2: document frequencies as runs; 3: LSH band keys as runs; 4: kept norms and link ages
+SCHEMA_VERSION = 4
 FORMAT_NAME = "dedup-index"
 
 
@@ -74,6 +76,10 @@ class StoredDocument:
     features: np.ndarray  # sorted distinct feature hashes, uint32
     counts: np.ndarray  # occurrences of each feature, uint32
     shingles: np.ndarray | None = None  # shingle-hash set, for the jaccard similarity only
+    # The L2 norm of its TF-IDF values, taken when the index held ``norm_documents``
+    # documents (None: not taken, or the jaccard similarity).
+    norm: float | None = None
+    norm_documents: int = 0
 
 
 @dataclass(frozen=True)
@@ -114,7 +120,12 @@ class Batch:
     documents: list[StoredDocument] = field(default_factory=list)
     signatures: np.ndarray = field(default_factory=lambda: np.empty((0, 0), np.uint32))
     moved: dict[str, int] = field(default_factory=dict)  # existing id -> its new cluster
+    # Links scored by this batch (new, or stored ones scored again), when the
+    # index holds ``documents_after`` documents.
     links: list[tuple[str, str, float]] = field(default_factory=list)
+    # Stored documents whose norms were taken again: id -> (norm, documents_after).
+    norms: dict[str, tuple[float, int]] = field(default_factory=dict)
+    documents_after: int = 0
     df_features: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint32))
     df_counts: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     df_full: bool = False  # df_* are the whole table, replacing the runs before it
@@ -246,8 +257,9 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def cluster_links(
         self, clusters: Iterable[int]
-    ) -> tuple[dict[int, list[str]], list[tuple[str, str, float]]]:
-        """The members of each cluster, and the stored links with both ends among them."""
+    ) -> tuple[dict[int, list[str]], list[tuple[str, str, float, int]]]:
+        """The members of each cluster, and the stored links with both ends among them,
+        as ``(a, b, score, documents)``: the index held ``documents`` when it was scored."""
 
     @abc.abstractmethod
     def commit(self, batch: Batch) -> None:

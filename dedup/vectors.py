@@ -35,7 +35,6 @@ from dedup.shingle import (
     run_lengths,
     shingle_hash_of,
     term_hashes,
-    unique_sorted,
 )
 from dedup.sparse_rows import SortedHashes, weighted_rows
 from dedup.threads import call_in_threads, runs_of_cells
@@ -299,23 +298,66 @@ def fitted_tfidf_rows(
     return matrix, table if kept is None else table[kept]
 
 
-def summed_tfidf_rows(
-    features: Sequence[np.ndarray],
-    counts: Sequence[np.ndarray],
-    tables: Sequence[DocumentFrequencies],
-    total: int,
-    min_documents: int = 1,
-    jobs: int = 1,
-) -> tuple[sparse.csr_matrix, np.ndarray]:
-    """:func:`tfidf_rows` with document frequencies summed over ``tables`` of ``total``
-    documents in all.
+def summed_frequencies(
+    features: Sequence[np.ndarray], tables: Sequence[DocumentFrequencies], total: int
+) -> DocumentFrequencies:
+    """The frequencies of the documents' distinct features, summed over ``tables`` of
+    ``total`` documents in all: a table of just those features, for :func:`rows_over`.
 
     An index scores documents with its stored frequencies plus the batch's,
     so a verdict does not depend on the batch an article came in with.
     """
     columns = _distinct_union(features)
     df = sum((table.counts_of(columns) for table in tables), np.zeros(columns.size, np.int64))
-    return _rows_over(features, counts, columns, df, total, None, min_documents, jobs)
+    return DocumentFrequencies(columns, df, total)
+
+
+def rows_over(
+    features: Sequence[np.ndarray],
+    counts: Sequence[np.ndarray],
+    frequencies: DocumentFrequencies,
+    min_documents: int = 1,
+    jobs: int = 1,
+    norms: np.ndarray | None = None,
+    norms_out: np.ndarray | None = None,
+) -> tuple[sparse.csr_matrix, np.ndarray]:
+    """:func:`tfidf_rows` over the features ``frequencies`` lists, which hold every
+    feature of the documents (:func:`summed_frequencies` of them).
+
+    With ``norms`` (:func:`tfidf_norms`, or ``norms_out`` of an earlier call,
+    kept) they need hold only the features that matter: a stored document's
+    row over a new batch's features is all its dot products with the batch
+    need. ``norms_out`` receives each row's norm.
+    """
+    return _rows_over(
+        features,
+        counts,
+        frequencies.features,
+        frequencies.counts,
+        frequencies.documents,
+        None,
+        min_documents,
+        jobs,
+        norms,
+        norms_out,
+    )
+
+
+def tfidf_norms(
+    features: Sequence[np.ndarray],
+    counts: Sequence[np.ndarray],
+    frequencies: DocumentFrequencies,
+    jobs: int = 1,
+) -> np.ndarray:
+    """The L2 norm of each document's TF-IDF values, ``frequencies`` holding every
+    feature of the documents: :func:`rows_over`'s ``norms_out``, with no column kept."""
+    norms = np.empty(len(features))
+    no_column = np.zeros(frequencies.features.size, dtype=bool)
+    idf = frequencies.idf_of_counts(frequencies.counts)
+    weighted_rows(
+        features, counts, frequencies.features, idf, None, no_column, None, jobs, None, norms
+    )
+    return norms
 
 
 def _rows_over(
@@ -327,13 +369,17 @@ def _rows_over(
     weights: np.ndarray | None,
     min_documents: int,
     jobs: int,
+    norms: np.ndarray | None = None,
+    norms_out: np.ndarray | None = None,
 ) -> tuple[sparse.csr_matrix, np.ndarray]:
     """:func:`tfidf_rows` once the documents' sorted distinct features (``columns``) are
     known, with ``df`` of ``documents`` holding each: the union is sorted and
     looked up once."""
     kept = df >= min_documents if min_documents > 1 else None
     idf = DocumentFrequencies(columns, df, documents).idf_of_counts(df)
-    matrix = weighted_rows(features, counts, columns, idf, weights, kept, None, jobs)
+    matrix = weighted_rows(
+        features, counts, columns, idf, weights, kept, None, jobs, norms, norms_out
+    )
     return matrix, columns if kept is None else columns[kept]
 
 
@@ -501,20 +547,3 @@ def _merge_sorted_counts(
         out_features[k], out_counts[k] = more[rest], more_counts[rest]
         k += 1
     return k
-
-
-def stacked_rows(
-    top: sparse.csr_matrix, top_columns: np.ndarray, bottom: sparse.csr_matrix, bottom_columns
-) -> sparse.csr_matrix:
-    """Stack two TF-IDF matrices whose columns index different feature lists."""
-    columns = unique_sorted(np.concatenate([top_columns, bottom_columns]))
-    parts = []
-    for matrix, own in ((top, top_columns), (bottom, bottom_columns)):
-        remap = np.searchsorted(columns, own)
-        parts.append(
-            sparse.csr_matrix(
-                (matrix.data, remap[matrix.indices], matrix.indptr),
-                shape=(matrix.shape[0], columns.size),
-            )
-        )
-    return sparse.vstack(parts, format="csr")

@@ -126,6 +126,52 @@ def test_readding_is_idempotent_or_an_error(location):
         assert index.stats()["documents"] == 12
 
 
+def _exact_norms(index: StoryIndex, ids: list[str], everyone: list[str]) -> np.ndarray:
+    """The TF-IDF norms of ``ids`` with the frequencies of ``everyone`` counted afresh."""
+    from dedup.vectors import DocumentFrequencies, tfidf_norms
+
+    stored = index.store.documents(everyone)
+    frequencies = DocumentFrequencies.count([stored[i].features for i in everyone])
+    chosen = [stored[i] for i in ids]
+    return tfidf_norms([d.features for d in chosen], [d.counts for d in chosen], frequencies)
+
+
+def test_norms_and_link_scores_are_taken_again_once_the_index_grew(location):
+    # A stored document's norm and a stored link's score are kept while the index
+    # grows by 10% at most; past that, those a batch meets are taken again.
+    docs = _examples()
+    ids = [d.id for d in docs]
+    copies = [dataclasses.replace(docs[0], id=f"copy-{k}") for k in range(3)]
+    with StoryIndex(location) as index:
+        index.add(docs[:20])
+        stored = index.store.documents(ids[:20])
+        np.testing.assert_allclose(
+            [stored[i].norm for i in ids[:20]], _exact_norms(index, ids[:20], ids[:20]), rtol=1e-12
+        )
+        assert {stored[i].norm_documents for i in ids[:20]} == {20}
+        quake = stored[ids[0]].cluster
+        mates = [i for i in ids[:20] if stored[i].cluster == quake]
+        assert len(mates) >= 2 and {at for *_, at in index.store.cluster_links([quake])[1]} == {20}
+
+        def kept(records):
+            return {i: (d.norm, d.norm_documents, d.cluster) for i, d in records.items()}
+
+        index.add(docs[20:])  # 21 documents: within 10%, nothing is taken again
+        assert kept(index.store.documents(ids[:20])) == kept(stored)
+
+        index.add(copies)  # 24: the quake story's members meet the copies
+        now = index.store.documents(ids[:20])
+        everyone = ids + [c.id for c in copies]
+        np.testing.assert_allclose(
+            [now[i].norm for i in mates], _exact_norms(index, mates, everyone), rtol=1e-12
+        )
+        assert {now[i].norm_documents for i in mates} == {24}
+        assert {at for *_, at in index.store.cluster_links([quake])[1]} == {24}
+        # Documents the batch did not meet keep what they had.
+        untouched = [i for i in ids[:20] if now[i].cluster != quake]
+        assert untouched and all(kept(now)[i] == kept(stored)[i] for i in untouched)
+
+
 def test_query_is_read_only_and_finds_the_cluster(location):
     docs = _examples()
     with StoryIndex(location) as index:

@@ -22,7 +22,9 @@ from dedup.vectors import (
     feature_hashes,
     feature_names,
     length_weights,
-    summed_tfidf_rows,
+    rows_over,
+    summed_frequencies,
+    tfidf_norms,
     tfidf_rows,
 )
 
@@ -152,19 +154,45 @@ def test_tfidf_rows_with_other_frequencies_equal_reference(feature_lists, other)
 
 @settings(max_examples=100, deadline=None)
 @given(feature_lists=feature_batches(), stored=feature_batches(), batch=feature_batches())
-def test_summed_tfidf_rows_use_the_frequencies_of_both_tables(feature_lists, stored, batch):
+def test_summed_frequencies_give_the_rows_of_both_tables(feature_lists, stored, batch):
     # An index's stored frequencies plus a batch's: the same rows as the frequencies
     # of both collections counted as one.
     assume(feature_lists)  # the index calls it for one document or more
     tables = tuple(DocumentFrequencies.count(distinct(part)) for part in (stored, batch))
     whole = tables[0].merged(tables[1])
+    frequencies = summed_frequencies(feature_lists, tables, len(stored) + len(batch))
     for least in (1, 2):
-        got, got_columns = summed_tfidf_rows(
-            *bags(feature_lists), tables, len(stored) + len(batch), least
-        )
+        got, got_columns = rows_over(*bags(feature_lists), frequencies, least)
         expected, columns = tfidf_rows(*bags(feature_lists), whole, min_documents=least)
         assert got_columns.tolist() == columns.tolist()
         np.testing.assert_array_equal(got.toarray(), expected.toarray())
+
+
+@settings(max_examples=100, deadline=None)
+@given(feature_lists=feature_batches(), batch=feature_batches(), other=feature_batches())
+def test_rows_over_a_batch_with_kept_norms_give_the_full_rows_dot_products(
+    feature_lists, batch, other
+):
+    # A stored document's row over a batch's features, divided by its kept norm:
+    # bit for bit the full row's values in those columns, so every dot product
+    # with the batch's rows is the same.
+    assume(feature_lists and batch)
+    features, counts = bags(feature_lists)
+    everyone = DocumentFrequencies.count(distinct([*feature_lists, *batch, *other]))
+    tables = (everyone,)
+    total = everyone.documents
+    own = summed_frequencies(feature_lists, tables, total)
+    divided_by = np.empty(len(features))
+    full, full_columns = rows_over(features, counts, own, 2, norms_out=divided_by)
+    norms = tfidf_norms(features, counts, own, jobs=2)
+    np.testing.assert_array_equal(norms, divided_by)
+    over_batch = summed_frequencies(batch, tables, total)
+    got, got_columns = rows_over(features, counts, over_batch, 2, norms=norms)
+    # The full rows in the batch's columns (zero where a document lacks one).
+    want = np.zeros(got.shape, dtype=np.float32)
+    present = np.isin(got_columns, full_columns)
+    want[:, present] = full.toarray()[:, np.searchsorted(full_columns, got_columns[present])]
+    np.testing.assert_array_equal(got.toarray(), want)
 
 
 @settings(max_examples=100, deadline=None)
@@ -660,7 +688,7 @@ def test_rows_built_in_blocks_equal_rows_built_at_once(feature_lists, other, blo
     other=feature_batches(),
     jobs=st.integers(1, 3),
     block=st.sampled_from([1, 5, 1 << 22]),
-    variant=st.sampled_from(["all", "shared columns", "unlisted"]),
+    variant=st.sampled_from(["all", "shared columns", "unlisted", "given norms"]),
     weighted=st.booleans(),
 )
 def test_weighted_rows_equal_the_numpy_reference(
@@ -673,18 +701,21 @@ def test_weighted_rows_equal_the_numpy_reference(
     frequencies = DocumentFrequencies.count(distinct([*feature_lists, *other]))
     columns, df = frequencies.features, frequencies.counts
     idf = frequencies.idf_of_counts(df)
-    kept = unlisted = None
+    kept = unlisted = norms = None
     if variant == "shared columns":
         kept = df >= 2
     elif variant == "unlisted":  # features held once are left out of the table
         columns, idf, unlisted = columns[df >= 2], idf[df >= 2], 9.5
+    elif variant == "given norms":  # and those left out are not counted at all
+        norms = np.linspace(0.5, 3.0, len(features))
+        columns, idf = columns[df >= 2], idf[df >= 2]
     weights = np.linspace(0.25, 1.0, len(features)) if weighted else None
     arguments = (features, counts, columns, idf, weights, kept, unlisted)
-    want = sparse_rows.reference_weighted_rows(*arguments)
+    want = sparse_rows.reference_weighted_rows(*arguments, norms)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(sparse_rows, "_BLOCK_CELLS", block)
         patch.setattr(sparse_rows, "_MIN_THREAD_CELLS", 1)  # threads even on a few cells
-        got = sparse_rows.weighted_rows(*arguments, jobs)
+        got = sparse_rows.weighted_rows(*arguments, jobs, norms)
     assert got.shape == want.shape
     for part in ("data", "indices", "indptr"):
         np.testing.assert_array_equal(getattr(got, part), getattr(want, part))
