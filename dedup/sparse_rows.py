@@ -47,9 +47,9 @@ def weighted_rows(
     once), rows are divided by those and the features ``columns`` lacks are
     simply left out: an index scores a stored document against a batch over
     the batch's features only. ``norms_out``, if given, receives the norm
-    each row was divided by. Documents go in blocks of about ``_BLOCK_CELLS`` cells, so the
-    temporaries stay small whatever the batch; within a block, ``jobs``
-    threads fill runs of documents.
+    each row was divided by. Documents go in blocks of about
+    ``_BLOCK_CELLS`` cells, so the temporaries stay small whatever the
+    batch; within a block, ``jobs`` threads fill runs of documents.
 
     Notes
     -----
