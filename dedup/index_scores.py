@@ -50,10 +50,15 @@ def kept_norms(
     tables: Sequence[DocumentFrequencies],
     total: int,
     refreshed: dict[str, tuple[float, int]],
+    frequencies: DocumentFrequencies | None = None,
 ) -> np.ndarray:
     """The stored documents' TF-IDF norms as kept; those taken too long ago (or never)
     are taken again with the frequencies of ``tables`` (``total`` documents) and
-    noted in ``refreshed`` as ``id -> (norm, total)``, for the batch to write."""
+    noted in ``refreshed`` as ``id -> (norm, total)``, for the batch to write.
+
+    ``frequencies``, :func:`summed_frequencies` of the documents' features
+    where the caller has it already, saves counting them again.
+    """
     norms = np.empty(len(docs))
     stale = []
     for k, d in enumerate(docs):
@@ -66,7 +71,8 @@ def kept_norms(
     if stale:
         feats = [docs[k].features for k in stale]
         counts = [docs[k].counts for k in stale]
-        frequencies = summed_frequencies(feats, tables, total)
+        if frequencies is None:
+            frequencies = summed_frequencies(feats, tables, total)
         norms[stale] = tfidf_norms(feats, counts, frequencies, default_jobs())
         refreshed.update((docs[k].id, (float(norms[k]), total)) for k in stale)
     return norms
@@ -93,14 +99,9 @@ def rescored_links(
     matrix = weights = hash_sets = None
     if params.similarity == "cosine":
         feats, counts = [d.features for d in stored], [d.counts for d in stored]
-        matrix, _ = rows_over(
-            feats,
-            counts,
-            summed_frequencies(feats, tables, total),
-            2,
-            default_jobs(),
-            kept_norms(stored, tables, total, refreshed),
-        )
+        frequencies = summed_frequencies(feats, tables, total)
+        norms = kept_norms(stored, tables, total, refreshed, frequencies)
+        matrix, _ = rows_over(feats, counts, frequencies, 2, default_jobs(), norms)
         lengths = np.array([d.distinct_terms for d in stored], dtype=np.int64)
         weights = length_weights(lengths, params.length_reference)
     else:
