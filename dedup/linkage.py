@@ -30,6 +30,9 @@ from dedup.threads import call_in_threads, runs_of_cells
 
 # Fewer links than this are clustered on one thread: a thread costs more than it saves.
 _MIN_THREAD_LINKS = 1 << 12
+# Components of at most this many nodes are clustered over a dense matrix of
+# link sums (2 MB at most) instead of a dict per node.
+_DENSE_NODES = 512
 
 
 def _check_edges(n: int, rows: np.ndarray, cols: np.ndarray, weights: np.ndarray):
@@ -148,7 +151,7 @@ def average_linkage(
     # Contiguous runs of components with about equal shares of the links, one a thread.
     call_in_threads(
         lambda a, b: _component_roots(
-            rows, cols, weights, starts[a : b + 1], float(threshold), parent
+            rows, cols, weights, starts[a : b + 1], float(threshold), parent, _DENSE_NODES
         ),
         runs_of_cells(starts, jobs, _MIN_THREAD_LINKS),
     )
@@ -156,21 +159,27 @@ def average_linkage(
 
 
 @numba.njit(cache=True, nogil=True)
-def _component_roots(rows, cols, weights, starts, threshold, parent):  # pragma: no cover
-    """Each component's links (``starts`` into the arrays) clustered alone; roots to ``parent``."""
+def _component_roots(
+    rows, cols, weights, starts, threshold, parent, dense_nodes
+):  # pragma: no cover - compiled
+    """Each component's links (``starts`` into the arrays) clustered alone; roots to
+    ``parent``. A component of at most ``dense_nodes`` nodes is clustered densely."""
     for c in range(starts.size - 1):
         lo, hi = starts[c], starts[c + 1]
         if lo == hi:
             continue
         # Nodes renumbered in increasing order: ties still break by global index.
         nodes = np.unique(np.concatenate((rows[lo:hi], cols[lo:hi])))
-        local = _average_linkage_roots(
-            nodes.size,
-            np.searchsorted(nodes, rows[lo:hi]),
-            np.searchsorted(nodes, cols[lo:hi]),
-            weights[lo:hi],
-            threshold,
-        )
+        local_rows = np.searchsorted(nodes, rows[lo:hi])
+        local_cols = np.searchsorted(nodes, cols[lo:hi])
+        if nodes.size <= dense_nodes:
+            local = _dense_average_linkage_roots(
+                nodes.size, local_rows, local_cols, weights[lo:hi], threshold
+            )
+        else:
+            local = _average_linkage_roots(
+                nodes.size, local_rows, local_cols, weights[lo:hi], threshold
+            )
         parent[nodes] = nodes[local]
 
 
@@ -216,7 +225,69 @@ def _average_linkage_roots(n, rows, cols, weights, threshold):  # pragma: no cov
             lo, hi = (keep, x) if keep < x else (x, keep)
             heapq.heappush(heap, (-total / (size[keep] * size[x]), lo, hi))
         adjacency[gone] = Dict.empty(key_type=types.int64, value_type=types.float64)
-    for i in range(n):  # point every node at its root
+    return _rooted(parent)
+
+
+@numba.njit(cache=True, nogil=True)
+def _dense_average_linkage_roots(n, rows, cols, weights, threshold):  # pragma: no cover
+    """:func:`_average_linkage_roots` over an ``n x n`` matrix of link sums, for small
+    components: array reads beat typed-dict lookups, and a merge's scan of ``n``
+    entries is cheap. The same merges in the same order (the tests hold the two
+    equal, ties included): a node's degree is counted as its dict's length was,
+    and the heap pops the same entries whatever order they were pushed in."""
+    sums = np.zeros((n, n))
+    for k in range(rows.size):  # links between distinct nodes, of positive weight
+        i, j, w = rows[k], cols[k], weights[k]
+        sums[i, j] += w
+        sums[j, i] += w
+    degree = np.zeros(n, np.int64)
+    heap = [(0.0, np.int64(0), np.int64(0)) for _ in range(0)]  # empty, typed for numba
+    for i in range(n):
+        for j in range(n):
+            if sums[i, j] != 0.0:
+                degree[i] += 1
+                if i < j:
+                    heap.append((-sums[i, j], np.int64(i), np.int64(j)))
+    heapq.heapify(heap)
+    size = np.ones(n, np.int64)
+    parent = np.arange(n)
+    while heap:
+        neg_score, a, b = heapq.heappop(heap)
+        if -neg_score < threshold:
+            break
+        if parent[a] != a or parent[b] != b:
+            continue
+        score = sums[a, b] / (size[a] * size[b])
+        if score < -neg_score - 1e-12:
+            heapq.heappush(heap, (-score, a, b))
+            continue
+        keep, gone = (a, b) if (degree[a], -a) >= (degree[b], -b) else (b, a)
+        parent[gone] = keep
+        size[keep] += size[gone]
+        sums[keep, gone] = sums[gone, keep] = 0.0
+        degree[keep] -= 1
+        for x in range(n):
+            w = sums[gone, x]
+            if w == 0.0:
+                continue
+            sums[x, gone] = 0.0
+            if sums[keep, x] == 0.0:
+                degree[keep] += 1
+            else:
+                degree[x] -= 1  # its link to gone becomes its link to keep
+            total = sums[keep, x] + w
+            sums[keep, x] = sums[x, keep] = total
+            lo, hi = (keep, x) if keep < x else (x, keep)
+            heapq.heappush(heap, (-total / (size[keep] * size[x]), lo, hi))
+        sums[gone, :] = 0.0
+        degree[gone] = 0
+    return _rooted(parent)
+
+
+@numba.njit(cache=True, nogil=True)
+def _rooted(parent):  # pragma: no cover - compiled
+    """Point every node of a merge forest straight at its root (in place)."""
+    for i in range(parent.size):
         root = i
         while parent[root] != root:
             root = parent[root]

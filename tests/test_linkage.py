@@ -77,14 +77,37 @@ def sparse_graphs(draw, max_n=12):
     return n, rows, cols, weights, threshold
 
 
+@pytest.mark.parametrize("dense_nodes", [0, 512], ids=["dicts", "dense"])
 @settings(max_examples=100, deadline=None)
 @given(graph=sparse_graphs())
-def test_average_linkage_equals_reference(graph):
+def test_average_linkage_equals_reference(dense_nodes, graph):
     n, rows, cols, weights, threshold = graph
-    got = average_linkage(n, rows, cols, weights, threshold)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(linkage_module, "_DENSE_NODES", dense_nodes)
+        got = average_linkage(n, rows, cols, weights, threshold)
     assert got.shape == (n,)
     assert partition(got) == partition(reference_average_linkage(*graph))
     np.testing.assert_array_equal(got, canonical_labels(got))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    n=st.integers(2, 40),
+    seed=st.integers(0, 2**32 - 1),
+    density=st.floats(0.05, 1.0),
+    threshold=st.sampled_from([0.05, 0.1, 0.2, 0.3]),
+)
+def test_dense_kernel_equals_the_dict_kernel_ties_included(n, seed, density, threshold):
+    # Weights from a few values, repeated pairs and both orientations: the two
+    # kernels must make the same merges in the same order, not just the same partition.
+    rng = np.random.default_rng(seed)
+    m = int(density * n * (n - 1))
+    rows = rng.integers(0, n, m)
+    cols = (rows + rng.integers(1, n, m)) % n  # never a self link
+    weights = rng.choice([0.1, 0.2, 0.25, 0.5], m)
+    args = (n, rows, cols, weights, threshold)
+    dense = linkage_module._dense_average_linkage_roots(*args)
+    np.testing.assert_array_equal(dense, linkage_module._average_linkage_roots(*args))
 
 
 @settings(max_examples=50, deadline=None)
