@@ -37,6 +37,7 @@ from dedup.candidates import candidate_pairs, lsh_params
 from dedup.cluster_ids import carried_cluster_ids
 from dedup.errors import ConfigError, DuplicateIdError
 from dedup.index_scores import (
+    KeptFrequencies,
     is_fresh,
     kept_norms,
     pair_scores,
@@ -137,7 +138,7 @@ class StoryIndex:
         # Document frequencies as of store run ``_df_run`` (see _frequencies).
         self._df_run = -1
         self._df_pending = 0  # runs read since the last full one
-        self._df = DocumentFrequencies(np.empty(0, np.uint32), np.empty(0, np.int64), 0)
+        self._df = KeptFrequencies()
         # Started by the first large batch and kept until close(): their token
         # tables stay warm from one add to the next.
         self._workers = AnalysisWorkers(default_jobs())
@@ -205,17 +206,19 @@ class StoryIndex:
             plan = self._plan([d for d in docs if d.id not in present], write=True)
             batch = plan.batch
             if batch.documents:
-                merged = merge_counts(
-                    self._df.features, self._df.counts, batch.df_features, batch.df_counts
-                )
                 if self._df_pending + 1 >= _DF_RUNS:
                     # Too many runs to read on open: write the whole table as one.
                     batch.df_full = True
-                    batch.df_features, batch.df_counts = merged
+                    batch.df_features, batch.df_counts = merge_counts(
+                        *self._df.whole(), batch.df_features, batch.df_counts
+                    )
                 self.store.commit(batch)
-                # The commit is the next run: keep the merge instead of reading it back.
+                # The commit is the next run: count it in instead of reading it back.
                 total = self._df.documents + len(batch.documents)
-                self._df = DocumentFrequencies(*merged, total)
+                if batch.df_full:
+                    self._df.reset(batch.df_features, batch.df_counts, total)
+                else:
+                    self._df.add(batch.df_features, batch.df_counts, len(batch.documents))
                 self._df_run = batch.df_run
                 self._df_pending = 0 if batch.df_full else self._df_pending + 1
         by_id = {a.id: a for a in plan.assignments}
@@ -300,33 +303,24 @@ class StoryIndex:
 
     # --- the incremental step -----------------------------------------------------
 
-    def _frequencies(self) -> DocumentFrequencies:
-        """The store's document frequencies, cached in memory and brought up to date.
+    def _frequencies(self) -> tuple[DocumentFrequencies, ...]:
+        """The store's document frequencies, kept in memory and brought up to date.
 
         The store keeps them as runs (one per commit, merged now and then);
-        only runs newer than the cache are read, so a writer adding batch
+        only runs newer than the ones kept are read, so a writer adding batch
         after batch, or a process answering query after query, reads them once.
         """
         runs, total = self.store.df_runs(self._df_run)
-        table = self._df.features, self._df.counts
-        recent = None  # the runs after the table, summed: small, so merged into it once
         for run, full, features, counts in runs:
             if full:
-                table, recent, self._df_pending = (features, counts), None, 0
+                self._df.reset(features, counts, total)
+                self._df_pending = 0
             else:
-                recent = (
-                    (features, counts)
-                    if recent is None
-                    else merge_counts(*recent, features, counts)
-                )
+                self._df.add(features, counts)
                 self._df_pending += 1
             self._df_run = run
-        if recent is not None:
-            table = merge_counts(*table, *recent)
-        if runs or total != self._df.documents:
-            # A new object, so its search directory is built afresh when first used.
-            self._df = DocumentFrequencies(*table, total)
-        return self._df
+        self._df.documents = total
+        return self._df.tables()
 
     def _plan(self, docs: Sequence[Document], *, write: bool) -> _Plan:
         params = self.params
@@ -340,8 +334,8 @@ class StoryIndex:
         distinct = np.array([a.distinct_terms for a in analysed], dtype=np.int64)
         sets = [a.shingles for a in analysed]
         batch_df = DocumentFrequencies.count(feats)
-        tables = (self._frequencies(), batch_df)
-        total = tables[0].documents + n
+        tables = (*self._frequencies(), batch_df)
+        total = self._df.documents + n
         cosine = params.similarity == "cosine"
 
         # Vectors of the new documents, IDF from the store plus the batch, so a
@@ -383,7 +377,7 @@ class StoryIndex:
         )
         reachable = reachable_candidates(candidates, days, new_weights, params)
         used = np.unique(reachable.mates)  # positions in reachable.ids, which is sorted
-        found = self.store.documents([reachable.ids[m] for m in used.tolist()])
+        found = self.store.candidate_documents(reachable, used)
         old_ids = sorted(found)
         # Node of each candidate: n + its rank among those still stored; -1 if gone.
         listed = used[[reachable.ids[m] in found for m in used.tolist()]]
@@ -430,29 +424,36 @@ class StoryIndex:
         # split or regroup them, as the batch run would. Only the stored links
         # are scored again (with today's frequencies, once they are no longer
         # fresh), never all member pairs.
-        old_cluster = [d.cluster for d in old]
-        touched = sorted({old_cluster[j - n] for j in cols[cols >= n].tolist()})
-        members, listed = self.store.cluster_links(touched) if touched else ({}, [])
-        stale = [(a, b, s) for a, b, s, at in listed if not is_fresh(at, total)]
-        rescored: dict[tuple[str, str], float] = {}
-        if stale:
-            ends = sorted({a for a, _, _ in stale} | {b for _, b, _ in stale})
-            fetched = self.store.documents([e for e in ends if e not in found])
-            ends_docs = {e: found[e] if e in found else fetched[e] for e in ends}
-            scores_now = rescored_links(stale, ends_docs, tables, total, refreshed, params)
-            rescored = {(a, b): s for (a, b, _), s in zip(stale, scores_now.tolist(), strict=True)}
-        stored = [(a, b, rescored.get((a, b), s)) for a, b, s, _ in listed]
-        node_ids = [d.id for d in docs] + sorted(m for c in touched for m in members[c])
-        at = {doc_id: k for k, doc_id in enumerate(node_ids)}
-        cluster_at = {m: c for c in touched for m in members[c]}
-        # Candidates outside the touched clusters link below the floor: dropped.
-        ids = [d.id for d in docs] + old_ids
-        keep = np.array([j < n or ids[j] in at for j in cols.tolist()], dtype=bool)
-        rows, cols, scores = rows[keep], cols[keep], scores[keep]
-        node_cols = np.array([j if j < n else at[ids[j]] for j in cols.tolist()], np.int64)
-        all_rows = np.concatenate([rows, np.array([at[a] for a, _, _ in stored], np.int64)])
-        all_cols = np.concatenate([node_cols, np.array([at[b] for _, b, _ in stored], np.int64)])
-        all_scores = np.concatenate([scores, np.array([s for _, _, s in stored])])
+        old_cluster = np.array([d.cluster for d in old], dtype=np.int64)
+        touched = np.unique(old_cluster[cols[cols >= n] - n]).tolist()
+        linked = self.store.cluster_links(touched)
+        link_scores = linked.scores
+        stale = np.flatnonzero(~is_fresh(linked.documents, total))
+        if stale.size:
+            ends = np.unique(np.concatenate([linked.a[stale], linked.b[stale]]))
+            end_ids = [linked.ids[e] for e in ends.tolist()]
+            fetched = self.store.documents([e for e in end_ids if e not in found])
+            link_scores = link_scores.copy()
+            link_scores[stale] = rescored_links(
+                [found[e] if e in found else fetched[e] for e in end_ids],
+                np.searchsorted(ends, linked.a[stale]),
+                np.searchsorted(ends, linked.b[stale]),
+                tables,
+                total,
+                refreshed,
+                params,
+            )
+        node_ids = [d.id for d in docs] + linked.ids
+        # Node of each candidate; -1 for one not among the touched clusters'
+        # members (its links are below the floor): dropped.
+        at = {doc_id: n + k for k, doc_id in enumerate(linked.ids)}
+        node_of = np.array(list(range(n)) + [at.get(i, -1) for i in old_ids], dtype=np.int64)
+        node_cols = node_of[cols]
+        keep = node_cols >= 0
+        rows, node_cols, scores = rows[keep], node_cols[keep], scores[keep]
+        all_rows = np.concatenate([rows, n + linked.a])
+        all_cols = np.concatenate([node_cols, n + linked.b])
+        all_scores = np.concatenate([scores, link_scores])
         # Link in id order, as the batch run does, so ties break the same way.
         order = np.array(sorted(range(len(node_ids)), key=lambda k: node_ids[k]), np.int64)
         rank = np.empty_like(order)
@@ -464,7 +465,7 @@ class StoryIndex:
 
         # Cluster ids: each old id goes to the group holding most of its members.
         meta = self.store.meta()
-        stored_cluster = [None] * n + [cluster_at[m] for m in node_ids[n:]]
+        stored_cluster = [None] * n + linked.clusters.tolist()
         cluster_of_group, next_cluster = carried_cluster_ids(
             labels.tolist(),
             stored_cluster,
@@ -474,7 +475,7 @@ class StoryIndex:
         moved = {
             node_ids[k]: cluster_of_group[labels[k]]
             for k in range(n, len(node_ids))
-            if cluster_of_group[labels[k]] != cluster_at[node_ids[k]]
+            if cluster_of_group[labels[k]] != stored_cluster[k]
         }
 
         # Per new document: mean score to the rest of its cluster, and its matches.
@@ -487,10 +488,11 @@ class StoryIndex:
         np.add.at(support, node_cols[inner], scores[inner])
         match: list[dict[int, float]] = [{} for _ in range(n)]
         if not write:
+            sizes = linked.sizes()
             for i, j, s in zip(rows.tolist(), node_cols.tolist(), scores.tolist(), strict=True):
                 if j >= n:
-                    c = cluster_at[node_ids[j]]
-                    match[i][c] = match[i].get(c, 0.0) + s / len(members[c])
+                    c = stored_cluster[j]
+                    match[i][c] = match[i].get(c, 0.0) + s / sizes[c]
         assignments = []
         for i, doc in enumerate(docs):
             label = int(labels[i])
@@ -536,14 +538,22 @@ class StoryIndex:
             )
         ]
         links = [
-            (ids[i], ids[j], s)
-            for i, j, s in zip(rows.tolist(), cols.tolist(), scores.tolist(), strict=True)
+            (node_ids[i], node_ids[j], s)
+            for i, j, s in zip(rows.tolist(), node_cols.tolist(), scores.tolist(), strict=True)
+        ] + [
+            (linked.ids[a], linked.ids[b], s)
+            for a, b, s in zip(
+                linked.a[stale].tolist(),
+                linked.b[stale].tolist(),
+                link_scores[stale].tolist(),
+                strict=True,
+            )
         ]
         batch = Batch(
             documents=records,
             signatures=sigs,
             moved=moved,
-            links=links + [(a, b, s) for (a, b), s in rescored.items()],
+            links=links,
             norms=refreshed,
             documents_after=total,
             df_features=batch_df.features,

@@ -27,6 +27,7 @@ from dedup.stores import (
     SCHEMA_VERSION,
     Batch,
     Candidates,
+    ClusterLinks,
     IndexBusyError,
     IndexFormatError,
     Store,
@@ -245,11 +246,9 @@ class RedisStore(Store):
             pipe.scard(f"{self.p}:members:{c}")
         return dict(zip(clusters, pipe.execute(), strict=True))
 
-    def cluster_links(
-        self, clusters: Iterable[int]
-    ) -> tuple[dict[int, list[str]], list[tuple[str, str, float, int]]]:
-        members = self.members(clusters)
-        return members, self.links_among([m for ids in members.values() for m in ids])
+    def cluster_links(self, clusters: Iterable[int]) -> ClusterLinks:
+        members = [(m, c) for c, ids in self.members(clusters).items() for m in ids]
+        return ClusterLinks.of(members, self.links_among([m for m, _ in members]))
 
     def members(self, clusters: Iterable[int]) -> dict[int, list[str]]:
         clusters = list(clusters)

@@ -27,6 +27,7 @@ from dedup.stores import (
     SCHEMA_VERSION,
     Batch,
     Candidates,
+    ClusterLinks,
     IndexBusyError,
     IndexFormatError,
     Store,
@@ -232,6 +233,7 @@ class SQLiteStore(Store):
             [r[1] for r in rows],
             self._doc_days[listed],  # read with the runs, in the same transaction
             np.array([r[2] for r in rows], dtype=np.int64),
+            listed,
         )
 
     def _sync_runs(self) -> None:
@@ -288,13 +290,24 @@ class SQLiteStore(Store):
     )
 
     def documents(self, ids: Iterable[str], vectors: bool = True) -> dict[str, StoredDocument]:
-        blobs = "features, shingles" if vectors else "NULL, NULL"
         with self.reading():
             self._temp_ids(ids)
-            rows = self.db.execute(
-                f"SELECT {self._COLUMNS}, {blobs} FROM docs WHERE id IN (SELECT id FROM q_ids)"
-            ).fetchall()
-        return {r[0]: self._row(r) for r in rows}
+            return self._documents_where("id IN (SELECT id FROM q_ids)", vectors)
+
+    def candidate_documents(
+        self, candidates: Candidates, mates: np.ndarray
+    ) -> dict[str, StoredDocument]:
+        if candidates.numbers is None:
+            return super().candidate_documents(candidates, mates)
+        # By row number: one rowid search each, not the id index's and then the rowid's.
+        with self.reading():
+            self._temp_numbers("q_n", candidates.numbers[mates].tolist())
+            return self._documents_where("n IN (SELECT n FROM q_n)")
+
+    def _documents_where(self, where: str, vectors: bool = True) -> dict[str, StoredDocument]:
+        blobs = "features, shingles" if vectors else "NULL, NULL"
+        rows = self.db.execute(f"SELECT {self._COLUMNS}, {blobs} FROM docs WHERE {where}")
+        return {r[0]: self._row(r) for r in rows.fetchall()}
 
     def df_runs(self, after: int) -> tuple[list[tuple[int, bool, np.ndarray, np.ndarray]], int]:
         with self.reading():
@@ -319,22 +332,33 @@ class SQLiteStore(Store):
             ).fetchall()
         return {int(c): int(k) for c, k in rows}
 
-    def cluster_links(
-        self, clusters: Iterable[int]
-    ) -> tuple[dict[int, list[str]], list[tuple[str, str, float, int]]]:
-        members: dict[int, list[str]] = {}
+    def cluster_links(self, clusters: Iterable[int]) -> ClusterLinks:
         with self.reading():
             self._temp_numbers("q_c", clusters)
-            for c, doc_id in self.db.execute(
-                "SELECT cluster, id FROM docs WHERE cluster IN (SELECT n FROM q_c) ORDER BY id"
-            ):
-                members.setdefault(int(c), []).append(doc_id)
-            links = self.db.execute(
-                "SELECT da.id, db.id, l.score, l.documents FROM docs da JOIN links l ON l.a = da.n "
-                "JOIN docs db ON db.n = l.b WHERE da.cluster IN (SELECT n FROM q_c) "
-                "AND db.cluster IN (SELECT n FROM q_c)"
+            members = self.db.execute(
+                "SELECT n, id, cluster FROM docs WHERE cluster IN (SELECT n FROM q_c) ORDER BY id"
             ).fetchall()
-        return members, [(a, b, float(score), int(at)) for a, b, score, at in links]
+            self._temp_numbers("q_m", (n for n, _, _ in members))
+            # By row number, not id: no join back to docs for each link's ends.
+            # "+b": seek each member's links by a and test b, not every (a, b)
+            # pair of members, quadratic in a big story's size.
+            links = self.db.execute(
+                "SELECT a, b, score, documents FROM links "
+                "WHERE a IN (SELECT n FROM q_m) AND +b IN (SELECT n FROM q_m)"
+            ).fetchall()
+        numbers = np.array([n for n, _, _ in members], dtype=np.int64)
+        by_number = np.argsort(numbers)
+        a, b, scores, documents = np.array(links, dtype=np.float64).reshape(-1, 4).T
+        # Row numbers < 2**53 are exact as float64.
+        position = by_number[np.searchsorted(numbers[by_number], np.stack([a, b]).astype(np.int64))]
+        return ClusterLinks(
+            [doc_id for _, doc_id, _ in members],
+            np.array([c for _, _, c in members], dtype=np.int64),
+            position[0],
+            position[1],
+            scores,
+            documents.astype(np.int64),
+        )
 
     def _temp_numbers(self, table: str, values: Iterable[int]) -> None:
         self.db.execute(f"CREATE TEMP TABLE IF NOT EXISTS {table} (n INTEGER PRIMARY KEY)")

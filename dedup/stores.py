@@ -97,6 +97,8 @@ class Candidates:
     ids: list[str]
     days: np.ndarray  # float64, dedup.verify.publication_days of each of ids
     distinct_terms: np.ndarray  # int64, of each of ids
+    # The store's own key of each of ids (SQLite: row numbers), None for none.
+    numbers: np.ndarray | None = None
 
     @classmethod
     def of(cls, pairs: Iterable[tuple[int, str]], facts: dict[str, StoredDocument]) -> Candidates:
@@ -111,6 +113,45 @@ class Candidates:
             publication_days([facts[d].published for d in ids]),
             np.array([facts[d].distinct_terms for d in ids], dtype=np.int64),
         )
+
+
+@dataclass(frozen=True)
+class ClusterLinks:
+    """The members of some clusters, in id order, and the stored links among them.
+
+    Link ``k`` joins members ``ids[a[k]]`` and ``ids[b[k]]`` (each pair once);
+    it was scored ``scores[k]`` when the index held ``documents[k]`` documents.
+    Arrays rather than tuples: a query meets thousands of links.
+    """
+
+    ids: list[str]
+    clusters: np.ndarray  # int64, each member's cluster
+    a: np.ndarray  # int64, positions in ids
+    b: np.ndarray  # int64, positions in ids
+    scores: np.ndarray  # float64
+    documents: np.ndarray  # int64
+
+    @classmethod
+    def of(
+        cls, members: Iterable[tuple[str, int]], links: Iterable[tuple[str, str, float, int]]
+    ) -> ClusterLinks:
+        """From ``(id, cluster)`` members and ``(a, b, score, documents)`` links by id."""
+        ordered = sorted(members)
+        at = {doc_id: k for k, (doc_id, _) in enumerate(ordered)}
+        listed = list(links)
+        return cls(
+            [doc_id for doc_id, _ in ordered],
+            np.array([c for _, c in ordered], dtype=np.int64),
+            np.array([at[a] for a, _, _, _ in listed], dtype=np.int64),
+            np.array([at[b] for _, b, _, _ in listed], dtype=np.int64),
+            np.array([s for _, _, s, _ in listed], dtype=np.float64),
+            np.array([d for *_, d in listed], dtype=np.int64),
+        )
+
+    def sizes(self) -> dict[int, int]:
+        """Members of each cluster."""
+        found, counts = np.unique(self.clusters, return_counts=True)
+        return dict(zip(found.tolist(), counts.tolist(), strict=True))
 
 
 @dataclass
@@ -254,12 +295,15 @@ class Store(abc.ABC):
     def cluster_sizes(self, clusters: Iterable[int]) -> dict[int, int]:
         """The number of members of each cluster."""
 
+    def candidate_documents(
+        self, candidates: Candidates, mates: np.ndarray
+    ) -> dict[str, StoredDocument]:
+        """:meth:`documents` of the candidates ``candidates.ids[m]`` for ``m`` in ``mates``."""
+        return self.documents([candidates.ids[m] for m in mates.tolist()])
+
     @abc.abstractmethod
-    def cluster_links(
-        self, clusters: Iterable[int]
-    ) -> tuple[dict[int, list[str]], list[tuple[str, str, float, int]]]:
-        """The members of each cluster, and the stored links with both ends among them,
-        as ``(a, b, score, documents)``: the index held ``documents`` when it was scored."""
+    def cluster_links(self, clusters: Iterable[int]) -> ClusterLinks:
+        """The members of the clusters and the stored links with both ends among them."""
 
     @abc.abstractmethod
     def commit(self, batch: Batch) -> None:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 import dedup.vectors as vectors_module
+from dedup.index_scores import KeptFrequencies
 from dedup.shingle import shingle_hash_of, shingle_hashes, term_hashes
 from dedup.vectors import (
     DocumentFrequencies,
@@ -437,6 +438,43 @@ def test_merged_halves_equal_the_whole(feature_lists, data):
     whole = DocumentFrequencies.count(distinct(feature_lists))
     assert_frequencies_equal(left.merged(right), whole)
     assert_frequencies_equal(right.merged(left), whole)
+
+
+@settings(max_examples=100, deadline=None)
+@given(batches=st.lists(feature_batches(), max_size=8), data=st.data())
+def test_kept_frequencies_sum_to_the_whole_count(batches, data):
+    # Batches counted in one by one (some as a whole table): the two tables'
+    # counts sum to one count of every document, folded or not.
+    kept = KeptFrequencies()
+    seen: list[np.ndarray] = []
+    for batch in batches:
+        seen += distinct(batch)
+        whole = DocumentFrequencies.count(seen)
+        if data.draw(st.booleans()):
+            counted = DocumentFrequencies.count(distinct(batch))
+            kept.add(counted.features, counted.counts, counted.documents)
+        else:
+            kept.reset(whole.features, whole.counts, whole.documents)
+        assert kept.documents == len(seen)
+        features, counts = kept.whole()
+        np.testing.assert_array_equal(features, whole.features)
+        np.testing.assert_array_equal(counts, whole.counts)
+        probe = np.concatenate([whole.features, np.array([7, 2**32 - 1], np.uint32)])
+        summed = sum(table.counts_of(probe) for table in kept.tables())
+        np.testing.assert_array_equal(summed, whole.counts_of(probe))
+
+
+def test_kept_frequencies_fold_the_recent_table_at_an_eighth_of_the_large():
+    kept = KeptFrequencies()
+    kept.reset(np.arange(80, dtype=np.uint32), np.ones(80, np.int64), 10)
+    kept.add(np.array([3, 100], np.uint32), np.array([1, 1], np.int64), 1)
+    large, recent = kept.tables()
+    assert (large.features.size, recent.features.tolist()) == (80, [3, 100])
+    assert recent.counts_of(np.array([3], np.uint32)).tolist() == [1]
+    kept.add(np.arange(101, 110, dtype=np.uint32), np.ones(9, np.int64), 1)  # 11 > 80 / 8
+    large, recent = kept.tables()
+    assert (large.features.size, recent.features.size, kept.documents) == (90, 0, 12)
+    assert large.counts_of(np.array([3, 100], np.uint32)).tolist() == [2, 1]
 
 
 def test_merged_with_empty():
