@@ -18,17 +18,24 @@ Usage::
 
     python benchmarks/index_bench.py --size 20000 --batch 10000 \\
         --redis redis://127.0.0.1:6390/14
-    python benchmarks/index_bench.py --size 1000000 --load-batch 200000
+    python benchmarks/index_bench.py --size 1000000 --load-batch 200000 \\
+        --keep /tmp/index-1m.sqlite
+
+``--keep PATH`` keeps the built SQLite index; a later run with the same
+``--size``, ``--seed`` and ``--order`` skips the build (most of an hour at a
+million) and times a copy of it.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import cProfile
 import itertools
 import os
 import pstats
+import shutil
 import statistics
 import sys
 import tempfile
@@ -62,16 +69,24 @@ def _bench(
     order: str,
     load_batch: int,
     profile: bool = False,
+    keep: str | None = None,
 ) -> dict[str, Any]:
     articles = _articles(size + batch + queries, seed, order)
     growth = []  # (documents before the add, documents/s) of every batch
-    with StoryIndex(location) as index:
-        loaded = 0
-        while loaded < size:
-            part = list(itertools.islice(articles, min(load_batch, size - loaded)))
-            growth.append((loaded, _add_rate(index, part)))
-            print(f"  {location}: {loaded} + {len(part)}, {growth[-1][1]:.0f}/s", file=sys.stderr)
-            loaded += len(part)
+    if keep and os.path.exists(keep):
+        last = collections.deque(itertools.islice(articles, size), maxlen=1)[0]
+        _check_kept(keep, size, last["id"])
+    else:
+        target = keep or location
+        with StoryIndex(target) as index:
+            loaded = 0
+            while loaded < size:
+                part = list(itertools.islice(articles, min(load_batch, size - loaded)))
+                growth.append((loaded, _add_rate(index, part)))
+                print(f"  {target}: {loaded} + {len(part)}, {growth[-1][1]:.0f}/s", file=sys.stderr)
+                loaded += len(part)
+    if keep:
+        shutil.copyfile(keep, location)  # timed on a copy: the kept index stays as built
     timed = list(itertools.islice(articles, batch + queries))  # made before any timer starts
     # As a new process meets it: the first query reads the frequencies and band runs.
     start = time.perf_counter()
@@ -98,6 +113,17 @@ def _bench(
         "query_median_ms": statistics.median(latencies),
         "query_p99_ms": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
     }
+
+
+def _check_kept(path: str, size: int, last_id: str) -> None:
+    """Stop unless ``path`` holds the ``size`` documents this run would have built."""
+    with StoryIndex(path) as index:
+        held = index.stats()["documents"]
+        if held != size or not index.store.known([last_id]):
+            sys.exit(
+                f"{path}: holds {held} documents, not the {size} of this --size, --seed and "
+                "--order; remove it to build it again"
+            )
 
 
 def _print_profile(profiler: Any, title: str) -> None:
@@ -134,6 +160,12 @@ def main() -> None:
     )
     parser.add_argument("--redis", metavar="URL", help="also time Redis (its db is flushed)")
     parser.add_argument(
+        "--keep",
+        metavar="PATH",
+        help="build the SQLite index at PATH and keep it; when PATH already holds it "
+        "(same --size, --seed and --order), skip the build and time a copy of it",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="profile the timed add and queries and print where they spend their time "
@@ -143,9 +175,9 @@ def main() -> None:
     load_batch = args.load_batch or args.batch
     common = (args.size, args.batch, args.queries, args.seed, args.order, load_batch, args.profile)
     results = {}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(args.keep) if args.keep else None) as tmp:
         path = os.path.join(tmp, "bench.sqlite")
-        results["sqlite"] = _bench(path, *common)
+        results["sqlite"] = _bench(path, *common, keep=args.keep)
     if args.redis:
         import redis
 
@@ -162,11 +194,16 @@ def main() -> None:
             f"| {store} | {r['docs_per_s']:.0f} | {r['query_median_ms']:.1f} "
             f"| {r['query_p99_ms']:.1f} | {r['first_query_s']:.1f} |"
         )
+    built = {store: r["growth"] for store, r in results.items() if r["growth"]}
+    if "sqlite" not in built:
+        print(f"\n(the SQLite index was built by an earlier run and kept at {args.keep})")
+    if not built:
+        return
     print(f"\nadd rate as the index grows (documents/s of each {load_batch}-document batch)")
-    print("| documents before | " + " | ".join(results) + " |")
-    print("|---|" + "---|" * len(results))
-    for k, (before, _) in enumerate(next(iter(results.values()))["growth"]):
-        rates = " | ".join(f"{r['growth'][k][1]:.0f}" for r in results.values())
+    print("| documents before | " + " | ".join(built) + " |")
+    print("|---|" + "---|" * len(built))
+    for k, (before, _) in enumerate(next(iter(built.values()))):
+        rates = " | ".join(f"{growth[k][1]:.0f}" for growth in built.values())
         print(f"| {before:,} | {rates} |")
 
 
