@@ -24,6 +24,9 @@ from dedup.threads import call_in_threads, runs_of_cells
 _BLOCK_CELLS = 1 << 22
 # Cells of a block below which one thread fills all its rows.
 _MIN_THREAD_CELLS = 1 << 16
+# Bits of the filter of columns' top bits (see weighted_rows): about 32 a column, 2**26 at most.
+_FILTER_BITS_PER_COLUMN_LOG2 = 5
+_FILTER_MAX_BITS_LOG2 = 26
 
 
 def weighted_rows(
@@ -64,8 +67,13 @@ def weighted_rows(
     row_weights = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
     given = np.empty(0) if norms is None else np.asarray(norms, dtype=np.float64)
     used = np.empty(n) if norms_out is None else norms_out
+    column_filter, filter_shift = np.empty(0, np.uint64), 0
     if norms is not None:
         unlisted_idf = 0.0  # look every cell up; those not found add nothing
+        # A stored document meets a batch's columns in a few of its features:
+        # a bitmap of the columns' top bits turns most others away with one
+        # read instead of a search of the directory and the table.
+        column_filter, filter_shift = _top_bits_filter(search.table)
     # Room for every cell, trimmed at the end: pages past the kept cells are
     # never written, so they never take memory, and nothing is copied. Values
     # are computed in float64 and kept in float32: a million documents' matrix
@@ -95,6 +103,8 @@ def weighted_rows(
             tf_weight,
             row_weights[start:stop],
             given[start:stop],
+            column_filter,
+            filter_shift,
             -1.0 if unlisted_idf is None else float(unlisted_idf),
             np.empty(flat.size, dtype=np.float64),
             data[filled:],
@@ -138,6 +148,8 @@ def _fill_rows(  # pragma: no cover - compiled
     tf_weight,
     row_weights,
     norms,
+    column_filter,
+    filter_shift,
     unlisted_idf,
     scratch,
     data,
@@ -151,7 +163,10 @@ def _fill_rows(  # pragma: no cover - compiled
     of ``flat`` and ``tf``): each kept cell's value, normalised and weighted, and
     its column, written from ``data[starts[first]]`` on. Returns how many.
     ``unlisted_idf < 0`` means every feature is in ``table``; an empty ``norms``,
-    that each row's norm is its own; ``used_norms[d]`` receives it."""
+    that each row's norm is its own; ``used_norms[d]`` receives it. A value
+    whose top bits (past ``filter_shift``) ``column_filter`` lacks (a
+    :func:`_top_bits_filter` of ``table``, or empty for none) is not in
+    ``table``, and is not searched for."""
     size = table.size
     out = starts[first]
     begin = out
@@ -159,7 +174,10 @@ def _fill_rows(  # pragma: no cover - compiled
         total = 0.0
         for c in range(starts[d], starts[d + 1]):
             value = flat[c]
-            low = _position(table, directory, shift, value)
+            if column_filter.size and not _may_hold(column_filter, filter_shift, value):
+                low = size
+            else:
+                low = _position(table, directory, shift, value)
             if unlisted_idf < 0.0 or (low < size and table[low] == value):
                 cell = tf_weight[tf[c] - 1] * idf[low]
                 indices[c] = renumbered[low]
@@ -315,6 +333,31 @@ def _position(table, directory, shift, value):  # pragma: no cover - compiled
         else:
             high = middle
     return low
+
+
+def _top_bits_filter(table: np.ndarray) -> tuple[np.ndarray, int]:
+    """A bitmap of the top bits of the hashes of ``table`` (uint32), and the shift
+    that takes a hash to them: a power of two of bits, about 32 a hash (2**26
+    at most, 8 MB), packed in uint64 words."""
+    bits_log2 = int(table.size).bit_length() + _FILTER_BITS_PER_COLUMN_LOG2
+    bits_log2 = max(6, min(_FILTER_MAX_BITS_LOG2, bits_log2))
+    bitmap = np.zeros(1 << (bits_log2 - 6), dtype=np.uint64)
+    _set_top_bits(table, 32 - bits_log2, bitmap)
+    return bitmap, 32 - bits_log2
+
+
+@numba.njit(cache=True, nogil=True)
+def _set_top_bits(table, shift, bitmap):  # pragma: no cover - compiled
+    for value in table:
+        top = np.int64(value) >> shift
+        bitmap[top >> 6] |= np.uint64(1) << np.uint64(top & 63)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _may_hold(bitmap, shift, value):  # pragma: no cover - compiled
+    """Whether the bitmap has ``value``'s top bits (always, for a value in its table)."""
+    top = np.int64(value) >> shift
+    return (bitmap[top >> 6] >> np.uint64(top & 63)) & np.uint64(1) != 0
 
 
 def _blocks(sizes: np.ndarray) -> list[tuple[int, int]]:

@@ -760,6 +760,20 @@ def test_weighted_rows_equal_the_numpy_reference(
 
 
 @settings(max_examples=200, deadline=None)
+@given(table=st.lists(HASH, max_size=3000, unique=True))
+def test_top_bits_filter_holds_every_column_and_turns_most_others_away(table):
+    from dedup import sparse_rows
+
+    table = np.sort(np.array(table, dtype=np.uint32))
+    bitmap, shift = sparse_rows._top_bits_filter(table)
+    assert all(sparse_rows._may_hold(bitmap, shift, value) for value in table.tolist())
+    # About 32 bits a column: a random hash passes about one time in 32.
+    others = np.random.default_rng(table.size).integers(0, 2**32, 2000).astype(np.uint32)
+    passed = sum(sparse_rows._may_hold(bitmap, shift, value) for value in others.tolist())
+    assert passed <= 2000 // 8
+
+
+@settings(max_examples=200, deadline=None)
 @given(table=st.lists(HASH, max_size=300), values=st.lists(HASH, max_size=50))
 def test_sorted_hashes_positions_equal_searchsorted(table, values):
     from dedup.sparse_rows import SortedHashes
