@@ -43,6 +43,7 @@ from dedup.index_scores import (
     pair_scores,
     reachable_candidates,
     rescored_links,
+    shingle_sets,
 )
 from dedup.linkage import average_linkage, single_linkage
 from dedup.params import Params, resolve_params
@@ -56,6 +57,7 @@ from dedup.stores import (
     IndexParamsError,
     Store,
     StoredDocument,
+    StoredRows,
     StoreUnavailableError,
     open_store,
 )
@@ -357,10 +359,11 @@ class StoryIndex:
             sigs = signatures(sets, params.num_perm, params.seed)
 
         # Candidates: new x new by LSH over the batch, new x stored from the store's buckets.
+        new_days = publication_days([d.published for d in docs])
         days = new_weights = reach = None
         if cosine:
             # Documents dated beyond reach never link: LSH may skip them.
-            days = publication_days([d.published for d in docs])
+            days = new_days
             new_weights = length_weights(distinct, params.length_reference)
             reach = reach_days(
                 new_weights,
@@ -376,45 +379,42 @@ class StoryIndex:
             sigs, params.max_bucket, min_bands, default_jobs(), days, reach
         )
         reachable = reachable_candidates(candidates, days, new_weights, params)
-        used = np.unique(reachable.mates)  # positions in reachable.ids, which is sorted
-        found = self.store.candidate_documents(reachable, used)
-        old_ids = sorted(found)
-        # Node of each candidate: n + its rank among those still stored; -1 if gone.
-        listed = used[[reachable.ids[m] in found for m in used.tolist()]]
-        node_of_mate = np.full(len(reachable.ids), -1, dtype=np.int64)
-        node_of_mate[listed] = n + np.arange(listed.size)
+        old, mate_of_old = self.store.candidate_rows(reachable, np.unique(reachable.mates))
+        # Node of each candidate: n + its row in old (id order); -1 if gone.
+        node_of_mate = np.full(reachable.days.size, -1, dtype=np.int64)
+        node_of_mate[mate_of_old] = n + np.arange(len(old))
         nodes = node_of_mate[reachable.mates]
         stays = nodes >= 0
-        rows = np.concatenate([new_rows, reachable.owners[stays]])
-        cols = np.concatenate([new_cols, nodes[stays]])
-        old = [found[d] for d in old_ids]
-        published = [d.published for d in docs] + [d.published for d in old]
+        owners, nodes = reachable.owners[stays], nodes[stays]
+        # By owner, then by id, whatever order the store gave: sums over the
+        # pairs then add up in the same order on every store.
+        by_id = np.argsort(owners * (n + len(old)) + nodes)
+        rows = np.concatenate([new_rows, owners[by_id]])
+        cols = np.concatenate([new_cols, nodes[by_id]])
+        published = np.concatenate([new_days, old.days])
         refreshed: dict[str, tuple[float, int]] = {}  # stored norms taken again
         if cosine:
             matrix = new_matrix
-            if old:
+            if len(old):
                 # A stored candidate's row over the batch's columns, divided by
                 # its kept norm, is all its dot products with the batch need:
                 # its other features are never looked up.
                 old_matrix, _ = rows_over(
-                    [d.features for d in old],
-                    [d.counts for d in old],
+                    old.features,
+                    old.counts,
                     frequencies,
                     2,
                     default_jobs(),
                     kept_norms(old, tables, total, refreshed),
                 )
                 matrix = sparse.vstack([new_matrix, old_matrix], format="csr")
-            old_lengths = np.array([d.distinct_terms for d in old], dtype=np.int64)
             weights = np.concatenate(
-                [new_weights, length_weights(old_lengths, params.length_reference)]
+                [new_weights, length_weights(old.distinct_terms, params.length_reference)]
             )
             hash_sets = None
         else:
             matrix = weights = None
-            hash_sets = list(sets) + [
-                d.shingles if d.shingles is not None else np.empty(0, np.uint32) for d in old
-            ]
+            hash_sets = list(sets) + shingle_sets(old.shingles)
         scores = pair_scores(matrix, weights, published, rows, cols, hash_sets, params)
         kept = scores >= params.threshold * LINK_FLOOR
         rows, cols, scores = rows[kept], cols[kept], scores[kept]
@@ -424,18 +424,21 @@ class StoryIndex:
         # split or regroup them, as the batch run would. Only the stored links
         # are scored again (with today's frequencies, once they are no longer
         # fresh), never all member pairs.
-        old_cluster = np.array([d.cluster for d in old], dtype=np.int64)
-        touched = np.unique(old_cluster[cols[cols >= n] - n]).tolist()
+        touched = np.unique(old.clusters[cols[cols >= n] - n]).tolist()
         linked = self.store.cluster_links(touched)
         link_scores = linked.scores
         stale = np.flatnonzero(~is_fresh(linked.documents, total))
         if stale.size:
             ends = np.unique(np.concatenate([linked.a[stale], linked.b[stale]]))
             end_ids = [linked.ids[e] for e in ends.tolist()]
-            fetched = self.store.documents([e for e in end_ids if e not in found])
+            # The ends among the candidates are read already.
+            row_of = {doc_id: k for k, doc_id in enumerate(old.ids)}
+            fetched = self.store.documents([e for e in end_ids if e not in row_of])
+            pool = old.joined(StoredRows.of(list(fetched.values())))
+            row_of.update((doc_id, len(old) + k) for k, doc_id in enumerate(fetched))
             link_scores = link_scores.copy()
             link_scores[stale] = rescored_links(
-                [found[e] if e in found else fetched[e] for e in end_ids],
+                pool.take([row_of[e] for e in end_ids]),
                 np.searchsorted(ends, linked.a[stale]),
                 np.searchsorted(ends, linked.b[stale]),
                 tables,
@@ -447,7 +450,7 @@ class StoryIndex:
         # Node of each candidate; -1 for one not among the touched clusters'
         # members (its links are below the floor): dropped.
         at = {doc_id: n + k for k, doc_id in enumerate(linked.ids)}
-        node_of = np.array(list(range(n)) + [at.get(i, -1) for i in old_ids], dtype=np.int64)
+        node_of = np.array(list(range(n)) + [at.get(i, -1) for i in old.ids], dtype=np.int64)
         node_cols = node_of[cols]
         keep = node_cols >= 0
         rows, node_cols, scores = rows[keep], node_cols[keep], scores[keep]

@@ -26,7 +26,7 @@ from scipy import sparse
 from dedup.analysis import default_jobs
 from dedup.params import Params
 from dedup.pipeline import LINK_FLOOR
-from dedup.stores import Candidates, StoredDocument
+from dedup.stores import Candidates, StoredRows
 from dedup.vectors import (
     DocumentFrequencies,
     length_weights,
@@ -97,7 +97,7 @@ def is_fresh(taken_at: int | np.ndarray, documents: int) -> bool | np.ndarray:
 
 
 def kept_norms(
-    docs: Sequence[StoredDocument],
+    stored: StoredRows,
     tables: Sequence[DocumentFrequencies],
     total: int,
     refreshed: dict[str, tuple[float, int]],
@@ -110,27 +110,25 @@ def kept_norms(
     ``frequencies``, :func:`summed_frequencies` of the documents' features
     where the caller has it already, saves counting them again.
     """
-    norms = np.empty(len(docs))
-    stale = []
-    for k, d in enumerate(docs):
-        if d.id in refreshed:
-            norms[k] = refreshed[d.id][0]
-        elif d.norm is not None and is_fresh(d.norm_documents, total):
-            norms[k] = d.norm
-        else:
-            stale.append(k)
+    norms = stored.norms.copy()
+    taken = ~np.isnan(norms) & is_fresh(stored.norm_documents, total)
+    if refreshed:
+        for k, doc_id in enumerate(stored.ids):
+            if doc_id in refreshed:
+                norms[k], taken[k] = refreshed[doc_id][0], True
+    stale = np.flatnonzero(~taken).tolist()
     if stale:
-        feats = [docs[k].features for k in stale]
-        counts = [docs[k].counts for k in stale]
+        feats = [stored.features[k] for k in stale]
+        counts = [stored.counts[k] for k in stale]
         if frequencies is None:
             frequencies = summed_frequencies(feats, tables, total)
         norms[stale] = tfidf_norms(feats, counts, frequencies, default_jobs())
-        refreshed.update((docs[k].id, (float(norms[k]), total)) for k in stale)
+        refreshed.update((stored.ids[k], (float(norms[k]), total)) for k in stale)
     return norms
 
 
 def rescored_links(
-    stored: Sequence[StoredDocument],
+    stored: StoredRows,
     rows: np.ndarray,
     cols: np.ndarray,
     tables: Sequence[DocumentFrequencies],
@@ -138,39 +136,40 @@ def rescored_links(
     refreshed: dict[str, tuple[float, int]],
     params: Params,
 ) -> np.ndarray:
-    """Scores of the stored links ``stored[rows[k]]``, ``stored[cols[k]]`` with the
-    frequencies of today.
+    """Scores of the stored links between rows ``rows[k]`` and ``cols[k]`` of
+    ``stored`` with the frequencies of today.
 
     Norms come from :func:`kept_norms` (stale ones taken again and noted in
     ``refreshed``), so a link scores as a new pair of the same documents would.
     """
     matrix = weights = hash_sets = None
     if params.similarity == "cosine":
-        feats, counts = [d.features for d in stored], [d.counts for d in stored]
-        frequencies = summed_frequencies(feats, tables, total)
+        frequencies = summed_frequencies(stored.features, tables, total)
         norms = kept_norms(stored, tables, total, refreshed, frequencies)
-        matrix, _ = rows_over(feats, counts, frequencies, 2, default_jobs(), norms)
-        lengths = np.array([d.distinct_terms for d in stored], dtype=np.int64)
-        weights = length_weights(lengths, params.length_reference)
+        matrix, _ = rows_over(stored.features, stored.counts, frequencies, 2, default_jobs(), norms)
+        weights = length_weights(stored.distinct_terms, params.length_reference)
     else:
-        hash_sets = [
-            d.shingles if d.shingles is not None else np.empty(0, np.uint32) for d in stored
-        ]
-    published = [d.published for d in stored]
-    return pair_scores(matrix, weights, published, rows, cols, hash_sets, params)
+        hash_sets = shingle_sets(stored.shingles)
+    return pair_scores(matrix, weights, stored.days, rows, cols, hash_sets, params)
+
+
+def shingle_sets(shingles: Sequence[np.ndarray | None]) -> list[np.ndarray]:
+    """Shingle sets for the jaccard similarity; an empty one where none is kept."""
+    return [s if s is not None else np.empty(0, np.uint32) for s in shingles]
 
 
 def pair_scores(
     matrix: sparse.csr_matrix | None,
     weights: np.ndarray | None,
-    published: Sequence[datetime | None],
+    published: Sequence[datetime | None] | np.ndarray,
     rows: np.ndarray,
     cols: np.ndarray,
     hash_sets: Sequence[np.ndarray] | None,
     params: Params,
 ) -> np.ndarray:
     """:func:`dedup.verify.story_scores` of pairs ``rows[p]``, ``cols[p]`` with the
-    index's parameters: TF-IDF rows and weights, or shingle sets (jaccard)."""
+    index's parameters: TF-IDF rows and weights, or shingle sets (jaccard);
+    ``published`` as :func:`dedup.verify.days_apart` takes it."""
     return story_scores(
         matrix,
         weights,
@@ -201,7 +200,7 @@ def reachable_candidates(
     """
     owners, mates = candidates.owners, candidates.mates
     if days is not None and weights is not None and owners.size:
-        # Nodes: the new documents, then the stored ones in id order.
+        # Nodes: the new documents, then the candidates.
         stored_weights = length_weights(candidates.distinct_terms, params.length_reference)
         weights = np.concatenate([weights, stored_weights])
         nodes = mates + days.size

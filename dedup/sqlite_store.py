@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import operator
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
@@ -32,6 +33,7 @@ from dedup.stores import (
     IndexFormatError,
     Store,
     StoredDocument,
+    StoredRows,
     StoreUnavailableError,
     _check_schema,
     _date,
@@ -87,8 +89,10 @@ class SQLiteStore(Store):
         self._depth = 0
         self._runs: dict[int, BandRun] = {}  # the committed band runs read so far
         self._band_runs = BandRuns()
-        # Publication days of the committed documents by number, read so far (NaN: none).
+        # Publication days (NaN: none) and distinct terms of the committed documents
+        # by number, read so far: what bounds a candidate's scores, without a read.
         self._doc_days = np.empty(0)
+        self._doc_terms = np.empty(0, dtype=np.int64)
 
     def _error(self, err: sqlite3.Error) -> DedupError:
         text = str(err)
@@ -204,37 +208,23 @@ class SQLiteStore(Store):
         reach: np.ndarray | None = None,
     ) -> Candidates:
         live, keys = self._keys(signatures)
-        if live.size == 0:
-            return Candidates.of([], {})
         with self.reading():
             self._sync_runs()
-            self._sync_days()
+            self._sync_facts()
             window = None
             if days is not None and reach is not None:
                 window = DateWindow(self._doc_days, days[live], reach[live])
             owners, docs = self._band_runs.candidates(keys, max_bucket, min_bands, jobs, window)
-            numbers, mates = np.unique(docs, return_inverse=True)
-            # Keys of removed documents stay in their runs: the docs table decides.
-            self._temp_numbers("q_c", numbers.tolist())
-            rows = self.db.execute(
-                "SELECT n, id, distinct_terms FROM docs WHERE n IN (SELECT n FROM q_c) ORDER BY id"
-            ).fetchall()
-        listed = np.array([r[0] for r in rows], dtype=np.int64)
-        # Rank of each candidate number in id order; -1 for a removed one.
-        rank = np.full(numbers.size, -1, dtype=np.int64)
-        rank[np.searchsorted(numbers, listed)] = np.arange(len(rows))
-        mates = rank[mates.ravel()]
-        keep = mates >= 0
-        owners, mates = live[owners[keep]], mates[keep]
-        order = np.lexsort((mates, owners))
-        return Candidates(
-            owners[order],
-            mates[order],
-            [r[1] for r in rows],
-            self._doc_days[listed],  # read with the runs, in the same transaction
-            np.array([r[2] for r in rows], dtype=np.int64),
-            listed,
-        )
+        # Pairs come by owner, then by number: the numbers' order is the mates'.
+        numbers, mates = np.unique(docs, return_inverse=True)
+        # Keys of removed documents stay in their runs (and one numbered past
+        # the facts read has no day): the docs table drops them with the rows.
+        read = numbers < self._doc_days.size
+        stored_days = np.full(numbers.size, np.nan)
+        stored_days[read] = self._doc_days[numbers[read]]
+        terms = np.zeros(numbers.size, dtype=np.int64)
+        terms[read] = self._doc_terms[numbers[read]]
+        return Candidates(live[owners], mates.ravel(), None, stored_days, terms, numbers)
 
     def _sync_runs(self) -> None:
         """Bring the in-memory band runs up to the committed ones (inside a transaction)."""
@@ -250,23 +240,28 @@ class SQLiteStore(Store):
         self._runs = {run: self._runs[run] for run in wanted}
         self._band_runs.runs = list(self._runs.values())
 
-    def _sync_days(self) -> None:
-        """Read the days of documents committed since the last call (inside a transaction).
+    def _sync_facts(self) -> None:
+        """Read the days and distinct terms of documents committed since the last call
+        (inside a transaction).
 
         Candidates are found before a batch writes its rows, so only committed
-        documents are read and a rolled-back commit leaves no days behind; a
-        removed document's day stays, which only keeps a candidate that the
+        documents are read and a rolled-back commit leaves nothing behind; a
+        removed document's facts stay, which only keeps a candidate that the
         docs table then drops.
         """
         rows = self.db.execute(
-            "SELECT n, published FROM docs WHERE n >= ? ORDER BY n", (self._doc_days.size,)
+            "SELECT n, published, distinct_terms FROM docs WHERE n >= ? ORDER BY n",
+            (self._doc_days.size,),
         ).fetchall()
         if rows:
-            numbers = np.array([n for n, _ in rows], dtype=np.int64)
+            numbers = np.array([r[0] for r in rows], dtype=np.int64)
             days = np.full(int(numbers[-1]) + 1, np.nan)
             days[: self._doc_days.size] = self._doc_days
-            days[numbers] = publication_days([_date(p) for _, p in rows])
-            self._doc_days = days
+            days[numbers] = publication_days([_date(r[1]) for r in rows])
+            terms = np.zeros(days.size, dtype=np.int64)
+            terms[: self._doc_terms.size] = self._doc_terms
+            terms[numbers] = [r[2] for r in rows]
+            self._doc_days, self._doc_terms = days, terms
 
     def _row(self, row: Sequence[Any]) -> StoredDocument:
         features, counts = unpack_features(row[9]) if row[9] else (np.empty(0, np.uint32),) * 2
@@ -294,15 +289,32 @@ class SQLiteStore(Store):
             self._temp_ids(ids)
             return self._documents_where("id IN (SELECT id FROM q_ids)", vectors)
 
-    def candidate_documents(
+    def candidate_rows(
         self, candidates: Candidates, mates: np.ndarray
-    ) -> dict[str, StoredDocument]:
-        if candidates.numbers is None:
-            return super().candidate_documents(candidates, mates)
+    ) -> tuple[StoredRows, np.ndarray]:
+        assert candidates.numbers is not None
         # By row number: one rowid search each, not the id index's and then the rowid's.
         with self.reading():
             self._temp_numbers("q_n", candidates.numbers[mates].tolist())
-            return self._documents_where("n IN (SELECT n FROM q_n)")
+            rows = self.db.execute(
+                "SELECT n, id, cluster, distinct_terms, norm, norm_documents, features, shingles"
+                " FROM docs WHERE n IN (SELECT n FROM q_n)"
+            ).fetchall()
+        rows.sort(key=operator.itemgetter(1))
+        numbers = np.array([r[0] for r in rows], dtype=np.int64)
+        vectors = [unpack_features(r[6]) for r in rows]
+        found = StoredRows(
+            [r[1] for r in rows],
+            np.array([r[2] for r in rows], dtype=np.int64),
+            self._doc_days[numbers],  # read with the runs, in the candidates' transaction
+            np.array([r[3] for r in rows], dtype=np.int64),
+            [f for f, _ in vectors],
+            [c for _, c in vectors],
+            [_unpack_set(r[7]) for r in rows],
+            np.array([np.nan if r[4] is None else r[4] for r in rows], dtype=np.float64),
+            np.array([r[5] for r in rows], dtype=np.int64),
+        )
+        return found, np.searchsorted(candidates.numbers, numbers)
 
     def _documents_where(self, where: str, vectors: bool = True) -> dict[str, StoredDocument]:
         blobs = "features, shingles" if vectors else "NULL, NULL"

@@ -86,19 +86,20 @@ class StoredDocument:
 class Candidates:
     """Stored documents that share LSH buckets with new signatures.
 
-    Pair ``p`` is signature row ``owners[p]`` and stored document
-    ``ids[mates[p]]``; pairs come by owner, then by id. Each stored document
-    comes with its publication day and distinct terms, which bound its pairs'
-    scores.
+    Pair ``p`` is signature row ``owners[p]`` and stored candidate
+    ``mates[p]``, a position in the candidate lists: ``ids`` in id order
+    (Redis), or ``numbers``, the SQLite row numbers, in ascending order, the
+    ids then coming with the rows (:meth:`Store.candidate_rows`). Pairs come
+    by owner, then by mate. Each candidate comes with its publication day and
+    distinct terms, which bound its pairs' scores.
     """
 
     owners: np.ndarray  # int64
-    mates: np.ndarray  # int64, positions in ids
-    ids: list[str]
-    days: np.ndarray  # float64, dedup.verify.publication_days of each of ids
-    distinct_terms: np.ndarray  # int64, of each of ids
-    # The store's own key of each of ids (SQLite: row numbers), None for none.
-    numbers: np.ndarray | None = None
+    mates: np.ndarray  # int64, positions in the candidate lists
+    ids: list[str] | None
+    days: np.ndarray  # float64, dedup.verify.publication_days of each candidate
+    distinct_terms: np.ndarray  # int64, of each candidate
+    numbers: np.ndarray | None = None  # SQLite: the row number of each candidate
 
     @classmethod
     def of(cls, pairs: Iterable[tuple[int, str]], facts: dict[str, StoredDocument]) -> Candidates:
@@ -112,6 +113,71 @@ class Candidates:
             ids,
             publication_days([facts[d].published for d in ids]),
             np.array([facts[d].distinct_terms for d in ids], dtype=np.int64),
+        )
+
+
+@dataclass(frozen=True)
+class StoredRows:
+    """Stored documents as columns: what scoring them against a batch reads.
+
+    A batch meets a hundred thousand stored candidates at a million
+    documents; columns spare a record, a date parse and a title per one.
+    """
+
+    ids: list[str]
+    clusters: np.ndarray  # int64
+    days: np.ndarray  # float64, dedup.verify.publication_days
+    distinct_terms: np.ndarray  # int64
+    features: list[np.ndarray]  # each sorted distinct feature hashes, uint32
+    counts: list[np.ndarray]  # uint32, occurrences of each feature
+    shingles: list[np.ndarray | None]
+    norms: np.ndarray  # float64, as StoredDocument.norm (NaN for None)
+    norm_documents: np.ndarray  # int64
+
+    @classmethod
+    def of(cls, docs: Sequence[StoredDocument]) -> StoredRows:
+        return cls(
+            [d.id for d in docs],
+            np.array([d.cluster for d in docs], dtype=np.int64),
+            publication_days([d.published for d in docs]),
+            np.array([d.distinct_terms for d in docs], dtype=np.int64),
+            [d.features for d in docs],
+            [d.counts for d in docs],
+            [d.shingles for d in docs],
+            np.array([np.nan if d.norm is None else d.norm for d in docs], dtype=np.float64),
+            np.array([d.norm_documents for d in docs], dtype=np.int64),
+        )
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def take(self, positions: Sequence[int]) -> StoredRows:
+        """The rows at ``positions``, in that order."""
+        at = np.asarray(positions, dtype=np.int64)
+        return StoredRows(
+            [self.ids[k] for k in positions],
+            self.clusters[at],
+            self.days[at],
+            self.distinct_terms[at],
+            [self.features[k] for k in positions],
+            [self.counts[k] for k in positions],
+            [self.shingles[k] for k in positions],
+            self.norms[at],
+            self.norm_documents[at],
+        )
+
+    def joined(self, other: StoredRows) -> StoredRows:
+        """These rows, then ``other``'s."""
+        return StoredRows(
+            self.ids + other.ids,
+            np.concatenate([self.clusters, other.clusters]),
+            np.concatenate([self.days, other.days]),
+            np.concatenate([self.distinct_terms, other.distinct_terms]),
+            self.features + other.features,
+            self.counts + other.counts,
+            self.shingles + other.shingles,
+            np.concatenate([self.norms, other.norms]),
+            np.concatenate([self.norm_documents, other.norm_documents]),
         )
 
 
@@ -295,11 +361,16 @@ class Store(abc.ABC):
     def cluster_sizes(self, clusters: Iterable[int]) -> dict[int, int]:
         """The number of members of each cluster."""
 
-    def candidate_documents(
+    def candidate_rows(
         self, candidates: Candidates, mates: np.ndarray
-    ) -> dict[str, StoredDocument]:
-        """:meth:`documents` of the candidates ``candidates.ids[m]`` for ``m`` in ``mates``."""
-        return self.documents([candidates.ids[m] for m in mates.tolist()])
+    ) -> tuple[StoredRows, np.ndarray]:
+        """The candidates ``mates`` (ascending positions in the candidate lists) that are
+        still stored, as rows in id order, and the position of each row's candidate."""
+        assert candidates.ids is not None  # a store without ids overrides this
+        found = self.documents([candidates.ids[m] for m in mates.tolist()])
+        kept = [m for m in mates.tolist() if candidates.ids[m] in found]  # in id order
+        rows = StoredRows.of([found[candidates.ids[m]] for m in kept])
+        return rows, np.array(kept, dtype=np.int64)
 
     @abc.abstractmethod
     def cluster_links(self, clusters: Iterable[int]) -> ClusterLinks:
