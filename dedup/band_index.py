@@ -8,9 +8,10 @@ these signatures" with searches in each run's per-band sorted keys (the
 signatures' keys visited in order, each search galloping on from the last), a
 compiled loop and no Python object per hit. A bucket of more than
 ``max_bucket`` documents gives only the latest added, as the old bucket
-table did. A :class:`DateWindow` leaves out, before they are counted, the
-documents dated too far from a signature's to ever link with it: in a long
-archive, most of every bucket. :func:`reference_bucket_mates` is the plain
+table did. A :class:`DateWindow` leaves out the documents dated too far
+from a signature's to ever link with it, once their shared buckets are
+counted: one date read for each document that shares enough of them, not
+one for each bucket hit. :func:`reference_bucket_mates` is the plain
 dict-of-buckets version the tests hold it to.
 """
 
@@ -95,7 +96,7 @@ class DateWindow:
     Row ``k`` keeps document ``d`` when ``abs(doc_days[d] - days[k]) <= reach[k]``.
     A document without a day (NaN, or numbered past ``doc_days``), a row
     without one (NaN) and an infinite reach keep everything: the window
-    only drops pairs a caller would drop anyway, before they are counted.
+    only drops pairs a caller would drop anyway.
     """
 
     doc_days: np.ndarray  # float64, by document number
@@ -156,8 +157,8 @@ class BandRuns:
         shares at least ``min_bands`` buckets with stored document ``doc``.
 
         Each bucket gives its latest ``max_bucket`` documents (all when 0).
-        With a ``window``, of those only the documents dated within each row's
-        reach are counted (see :class:`DateWindow`); a pair's count of shared
+        With a ``window``, the documents dated beyond each row's reach are
+        dropped (see :class:`DateWindow`); a pair's count of shared
         buckets does not change. ``jobs`` threads share the rows; the pairs do
         not depend on it.
         """
@@ -181,7 +182,9 @@ class BandRuns:
             owners, docs = _bucket_mates(
                 keys,
                 members,
-                top,
+                # Buckets shared with each stored document: a byte each (two
+                # past 255 bands), so the counts of a million stay in cache.
+                np.zeros(top + 1, np.uint8 if band_keys.shape[1] < 256 else np.uint16),
                 band_keys[rows],
                 max_bucket,
                 min_bands,
@@ -199,22 +202,20 @@ class BandRuns:
 
 @numba.njit(cache=True, nogil=True)
 def _bucket_mates(
-    keys, members, top, query, max_bucket, min_bands, doc_days, days, reach
+    keys, members, shared, query, max_bucket, min_bands, doc_days, days, reach
 ):  # pragma: no cover - compiled
     rows, bands = query.shape
     bounds = _bucket_bounds(keys, query)
     owners = np.empty(1024, np.int64)
     docs = np.empty(1024, np.int64)
     found = 0
-    # Buckets shared with each stored document (numbered up to top), and the
-    # documents met so far: counting beats sorting every hit of a row.
-    shared = np.zeros(top + 1, np.int32)
+    # shared[doc] counts the buckets a row shares with stored document doc
+    # (all zeros between rows), and met lists the documents met so far:
+    # counting beats sorting every hit of a row.
     met = np.empty(1024, np.int64)
     dated = doc_days.size
     for k in range(rows):
         count = 0
-        day, far = days[k], reach[k]
-        limited = not (np.isnan(day) or np.isinf(far))
         for b in range(bands):
             left = max_bucket if max_bucket > 0 else np.iinfo(np.int64).max
             for r in range(len(keys) - 1, -1, -1):  # newest run first: latest documents
@@ -223,9 +224,6 @@ def _bucket_mates(
                 bucket = members[r][b]  # once: a typed list lookup per hit costs 5x the loop
                 for p in range(hi - take, hi):
                     doc = bucket[p]
-                    # NaN (no date) compares false: such documents are kept.
-                    if limited and doc < dated and abs(doc_days[doc] - day) > far:
-                        continue
                     if shared[doc] == 0:
                         if count == met.size:
                             met = grown(met, 2 * count)
@@ -235,10 +233,17 @@ def _bucket_mates(
                 left -= take
                 if left == 0:
                     break
+        # The window keeps or drops a document whole: it is checked once for
+        # each that shares enough buckets, not at each hit.
+        day, far = days[k], reach[k]
+        limited = not (np.isnan(day) or np.isinf(far))
         kept = 0
         for i in range(count):
             doc = met[i]
-            if shared[doc] >= min_bands:
+            # NaN (no date) compares false: such documents are kept.
+            if shared[doc] >= min_bands and not (
+                limited and doc < dated and abs(doc_days[doc] - day) > far
+            ):
                 met[kept] = doc
                 kept += 1
             shared[doc] = 0
