@@ -373,7 +373,7 @@ class StoryIndex:
             )
         min_bands = min(params.min_bands, self.bands)
         new_rows, new_cols = candidate_pairs(
-            sigs, self.bands, self.rows, params.max_bucket, min_bands, 1, days, reach
+            sigs, self.bands, self.rows, params.max_bucket, min_bands, default_jobs(), days, reach
         )
         candidates = self.store.lsh_candidates(
             sigs, params.max_bucket, min_bands, default_jobs(), days, reach
