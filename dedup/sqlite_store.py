@@ -184,7 +184,7 @@ class SQLiteStore(Store):
     def _temp_ids(self, ids: Iterable[str]) -> None:
         self.db.execute("CREATE TEMP TABLE IF NOT EXISTS q_ids (id TEXT PRIMARY KEY)")
         self.db.execute("DELETE FROM q_ids")
-        self.db.executemany("INSERT OR IGNORE INTO q_ids VALUES (?)", ((i,) for i in ids))
+        self.db.executemany("INSERT OR IGNORE INTO q_ids VALUES (?)", zip(ids))
 
     def known(self, ids: Sequence[str]) -> set[str]:
         with self.reading():
@@ -295,7 +295,7 @@ class SQLiteStore(Store):
         assert candidates.numbers is not None
         # By row number: one rowid search each, not the id index's and then the rowid's.
         with self.reading():
-            self._temp_numbers("q_n", candidates.numbers[mates].tolist())
+            self._temp_numbers("q_n", candidates.numbers[mates])
             rows = self.db.execute(
                 "SELECT n, id, cluster, distinct_terms, norm, norm_documents, features, shingles"
                 " FROM docs WHERE n IN (SELECT n FROM q_n)"
@@ -375,9 +375,9 @@ class SQLiteStore(Store):
     def _temp_numbers(self, table: str, values: Iterable[int]) -> None:
         self.db.execute(f"CREATE TEMP TABLE IF NOT EXISTS {table} (n INTEGER PRIMARY KEY)")
         self.db.execute(f"DELETE FROM {table}")
-        self.db.executemany(
-            f"INSERT OR IGNORE INTO {table} VALUES (?)", ((int(v),) for v in values)
-        )
+        # zip makes the one-value rows in C: twice as fast as a generator of tuples.
+        numbers = values.tolist() if isinstance(values, np.ndarray) else [int(v) for v in values]
+        self.db.executemany(f"INSERT OR IGNORE INTO {table} VALUES (?)", zip(numbers))
 
     def commit(self, batch: Batch) -> None:
         db = self.db

@@ -136,6 +136,7 @@ class StoredRows:
 
     @classmethod
     def of(cls, docs: Sequence[StoredDocument]) -> StoredRows:
+        """The rows of ``docs``, in their order."""
         return cls(
             [d.id for d in docs],
             np.array([d.cluster for d in docs], dtype=np.int64),
