@@ -285,9 +285,13 @@ class SQLiteStore(Store):
     )
 
     def documents(self, ids: Iterable[str], vectors: bool = True) -> dict[str, StoredDocument]:
+        blobs = "features, shingles" if vectors else "NULL, NULL"
         with self.reading():
             self._temp_ids(ids)
-            return self._documents_where("id IN (SELECT id FROM q_ids)", vectors)
+            rows = self.db.execute(
+                f"SELECT {self._COLUMNS}, {blobs} FROM docs WHERE id IN (SELECT id FROM q_ids)"
+            ).fetchall()
+        return {r[0]: self._row(r) for r in rows}
 
     def candidate_rows(
         self, candidates: Candidates, mates: np.ndarray
@@ -297,29 +301,25 @@ class SQLiteStore(Store):
         with self.reading():
             self._temp_numbers("q_n", candidates.numbers[mates])
             rows = self.db.execute(
-                "SELECT n, id, cluster, distinct_terms, norm, norm_documents, features, shingles"
+                "SELECT n, id, cluster, norm, norm_documents, features, shingles"
                 " FROM docs WHERE n IN (SELECT n FROM q_n)"
             ).fetchall()
         rows.sort(key=operator.itemgetter(1))
         numbers = np.array([r[0] for r in rows], dtype=np.int64)
-        vectors = [unpack_features(r[6]) for r in rows]
+        vectors = [unpack_features(r[5]) for r in rows]
         found = StoredRows(
             [r[1] for r in rows],
             np.array([r[2] for r in rows], dtype=np.int64),
-            self._doc_days[numbers],  # read with the runs, in the candidates' transaction
-            np.array([r[3] for r in rows], dtype=np.int64),
+            # Days and lengths were read with the runs, in the candidates' transaction.
+            self._doc_days[numbers],
+            self._doc_terms[numbers],
             [f for f, _ in vectors],
             [c for _, c in vectors],
-            [_unpack_set(r[7]) for r in rows],
-            np.array([np.nan if r[4] is None else r[4] for r in rows], dtype=np.float64),
-            np.array([r[5] for r in rows], dtype=np.int64),
+            [_unpack_set(r[6]) for r in rows],
+            np.array([np.nan if r[3] is None else r[3] for r in rows], dtype=np.float64),
+            np.array([r[4] for r in rows], dtype=np.int64),
         )
         return found, np.searchsorted(candidates.numbers, numbers)
-
-    def _documents_where(self, where: str, vectors: bool = True) -> dict[str, StoredDocument]:
-        blobs = "features, shingles" if vectors else "NULL, NULL"
-        rows = self.db.execute(f"SELECT {self._COLUMNS}, {blobs} FROM docs WHERE {where}")
-        return {r[0]: self._row(r) for r in rows.fetchall()}
 
     def df_runs(self, after: int) -> tuple[list[tuple[int, bool, np.ndarray, np.ndarray]], int]:
         with self.reading():
