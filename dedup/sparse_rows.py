@@ -84,7 +84,9 @@ def weighted_rows(
     filled = 0
     for start, stop in _blocks(sizes):
         flat = np.concatenate(features[start:stop]).astype(np.uint32, copy=False)
-        tf = np.concatenate(counts[start:stop]).astype(np.int64, copy=False)
+        # uint32, as the store keeps them: a hundred thousand stored rows'
+        # counts are not copied again to widen them.
+        tf = np.concatenate(counts[start:stop]).astype(np.uint32, copy=False)
         starts = np.r_[0, np.cumsum(sizes[start:stop])]
         # Sublinear tf for each count, taken from a table: the same values as
         # ``1 + np.log(tf)`` cell by cell, with one logarithm per distinct count.
