@@ -7,6 +7,7 @@
 [1, 2]
 """
 
+from dedup.compare import Comparison, compare, score_pairs
 from dedup.errors import (
     ConfigError,
     DedupError,
@@ -19,7 +20,7 @@ from dedup.evaluate import Scores, score
 from dedup.index import StoryIndex
 from dedup.io import FieldMap, iter_documents, read_documents
 from dedup.params import PRESETS, Params, resolve_params
-from dedup.pipeline import Comparison, StoryClusterer, cluster, compare, score_pairs
+from dedup.pipeline import StoryClusterer, cluster
 from dedup.records import Cluster, ClusterResult, Document
 
 __all__ = [

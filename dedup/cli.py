@@ -19,11 +19,12 @@ from rich.console import Console
 
 from dedup import __version__, report
 from dedup.analysis import Progress, default_jobs
+from dedup.compare import compare, score_pairs
 from dedup.errors import DedupError, FieldError, InputError
 from dedup.evaluate import cluster_errors, score
 from dedup.io import FieldMap, iter_documents, open_output, read_documents, read_labels, read_pairs
 from dedup.params import LINKAGES, PRESETS, SIMILARITIES, resolve_params
-from dedup.pipeline import compare, run, score_pairs
+from dedup.pipeline import run
 from dedup.records import Document
 
 _READ_PROGRESS_EVERY = 1000

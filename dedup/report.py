@@ -23,8 +23,8 @@ from rich.table import Table
 from rich.text import Text
 
 from dedup import collector
+from dedup.compare import Comparison
 from dedup.evaluate import ClusterError, Scores
-from dedup.pipeline import Comparison
 from dedup.records import Cluster, ClusterResult, Document
 
 FIELDS = (
