@@ -143,32 +143,7 @@ class BandRuns:
     """The band runs of an index, oldest first, and the candidates they give."""
 
     def __init__(self) -> None:
-        self._runs: list[BandRun] = []
-        self._typed: tuple[List, List] | None = None  # the runs' keys and members
-
-    @property
-    def runs(self) -> list[BandRun]:
-        return self._runs
-
-    @runs.setter
-    def runs(self, runs: list[BandRun]) -> None:
-        runs = list(runs)
-        if len(runs) != len(self._runs) or any(
-            a is not b for a, b in zip(runs, self._runs, strict=True)
-        ):
-            self._typed = None
-        self._runs = runs
-
-    def _typed_lists(self) -> tuple[List, List]:
-        """The runs' keys and members as the kernel takes them, built once per
-        set of runs: building them costs half a millisecond, a tenth of a query."""
-        if self._typed is None:
-            keys, members = List(), List()
-            for run in self._runs:
-                keys.append(run.keys)
-                members.append(run.members)
-            self._typed = keys, members
-        return self._typed
+        self.runs: list[BandRun] = []
 
     def candidates(
         self,
@@ -192,7 +167,10 @@ class BandRuns:
             return np.empty(0, np.int64), np.empty(0, np.int64)
         if window is None:
             window = DateWindow.everything(band_keys.shape[0])
-        keys, members = self._typed_lists()
+        keys, members = List(), List()
+        for run in self.runs:
+            keys.append(run.keys)
+            members.append(run.members)
         top = max((int(run.docs[-1]) for run in self.runs if run.docs.size), default=0)
         # Contiguous blocks of rows, one per thread (the kernel releases the
         # GIL); a block's owners count from its first row.

@@ -106,19 +106,6 @@ def test_merged_runs_give_the_same_candidates(case):
     )
 
 
-def test_candidates_follow_the_runs_when_they_change():
-    # The kernel's lists of the runs are kept between calls: a new set of runs
-    # (a commit read, a merge) must replace them, the same set must not.
-    index = BandRuns()
-    first = BandRun.of(np.array([1, 2]), np.array([[5], [6]]))
-    index.runs = [first]
-    assert index.candidates(np.array([[5]]), 0, 1)[1].tolist() == [1]
-    index.runs = [first, BandRun.of(np.array([3]), np.array([[5]]))]
-    assert index.candidates(np.array([[5]]), 0, 1)[1].tolist() == [1, 3]
-    index.runs = [BandRun.of(np.array([4]), np.array([[5]]))]
-    assert index.candidates(np.array([[5]]), 0, 1)[1].tolist() == [4]
-
-
 def test_a_bucket_over_the_bound_gives_its_latest_documents():
     index = BandRuns()
     index.runs = [
