@@ -450,6 +450,24 @@ def test_sigkill_during_add_leaves_whole_batches(location, shared_data):
     assert present in (sorted(ids[:100]), sorted(ids[:700]))
 
 
+@pytest.mark.skipif(not REDIS, reason="set DEDUP_TEST_REDIS to test the Redis store")
+def test_redis_lsh_entries_of_a_batch_that_never_committed_are_replaced():
+    import redis
+
+    from dedup.signature import to_minhash
+
+    redis.Redis.from_url(REDIS).flushdb()
+    docs = _examples()
+    with StoryIndex(REDIS) as index:
+        lsh = index.store.lsh
+        # A writer killed between its LSH entries and its records left these.
+        stray = np.full(index.params.num_perm, 7, dtype=np.uint32)
+        lsh.insert(docs[0].id.encode(), to_minhash(stray, index.params.seed))
+        index.add(docs[:5])
+        assert len(lsh.keys.get(docs[0].id.encode())) == index.bands
+        assert not lsh.query(to_minhash(stray, index.params.seed))
+
+
 def test_readers_query_while_a_writer_adds(location, shared_data):
     path = shared_data / "ecbplus" / "ecbplus.jsonl"
     docs = dedup.read_documents(path)
@@ -492,3 +510,41 @@ def test_document_frequency_blobs_take_four_bytes_and_old_ones_still_read():
     for blobs in (packed, older):
         got = unpack_counts(*blobs)
         assert got[0].tolist() == [1, 5, 9] and got[1].tolist() == [3, -1, 70_000]
+
+
+@pytest.mark.skipif(not REDIS, reason="set DEDUP_TEST_REDIS to test the Redis store")
+def test_redis_bulk_lsh_insert_writes_what_datasketch_insert_writes():
+    import redis
+
+    from dedup.redis_store import RedisStore
+    from dedup.signature import to_minhash
+
+    r = redis.Redis.from_url(REDIS)
+    r.flushdb()
+    rng = np.random.default_rng(5)
+    # Few distinct values, so buckets are shared and hold several documents.
+    signatures = rng.integers(0, 3, (40, 32)).astype(np.uint32)
+    keys = [f"doc-{k}".encode() for k in range(len(signatures))]
+    ours, theirs = RedisStore(REDIS + "?prefix=ours"), RedisStore(REDIS + "?prefix=theirs")
+    for store in (ours, theirs):
+        store.configure(16, 2, 1, 32)
+    ours._insert_lsh(keys, signatures)
+    for key, signature in zip(keys, signatures, strict=True):
+        theirs.lsh.insert(key, to_minhash(signature, 1))
+
+    def dump(prefix: str) -> dict:
+        out = {}
+        for name in r.scan_iter(f"{prefix}:*"):
+            kind = r.type(name)
+            if kind == b"hash":
+                value = r.hgetall(name)
+            elif kind == b"set":
+                value = r.smembers(name)
+            else:
+                value = r.lrange(name, 0, -1)
+            out[name.replace(prefix.encode(), b"P")] = repr(value).replace(prefix, "P")
+        return out
+
+    written = dump("ours")
+    assert written and written == dump("theirs")
+    assert ours.lsh.query(to_minhash(signatures[3], 1))
