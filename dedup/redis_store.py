@@ -210,6 +210,13 @@ class RedisStore(Store):
         values = np.ascontiguousarray(signatures, dtype=np.uint32)
         return [[self.lsh._H(v[start:end]) for v in values] for start, end in self.lsh.hashranges]
 
+    def _remove_lsh(self, keys: Sequence[bytes]) -> None:
+        """``MinHashLSH.remove`` of those of ``keys`` it holds, found in one round trip."""
+        listed = self.lsh.keys.getmany(*keys) if keys else []
+        for key, hashes in zip(keys, listed, strict=True):
+            if hashes:
+                self.lsh.remove(key)
+
     def _insert_lsh(self, keys: Sequence[bytes], signatures: np.ndarray) -> None:
         """``MinHashLSH.insert`` of each key and signature, in datasketch's own layout
         (a table's hash of bucket names, and a set a bucket), but a band's bucket
@@ -339,11 +346,7 @@ class RedisStore(Store):
         # LSH first, outside the transaction: entries of a batch that never
         # commits are filtered out by known(), and replaced if the id comes again.
         keys = [d.id.encode() for d in batch.documents]
-        # Left by a batch that never committed: one round trip asks for all.
-        listed = self.lsh.keys.getmany(*keys) if keys else []
-        for key, hashes in zip(keys, listed, strict=True):
-            if hashes:
-                self.lsh.remove(key)
+        self._remove_lsh(keys)  # left by a batch that never committed
         signed = ~np.all(batch.signatures == EMPTY, axis=1)  # an empty one has no buckets
         self._insert_lsh(list(compress(keys, signed)), batch.signatures[signed])
         pipe = self.r.pipeline(transaction=True)
@@ -394,9 +397,7 @@ class RedisStore(Store):
         p = self.p
         found = self.documents(ids)
         present = [i for i in ids if i in found]
-        for doc_id in present:
-            if doc_id.encode() in self.lsh:
-                self.lsh.remove(doc_id.encode())
+        self._remove_lsh([doc_id.encode() for doc_id in present])
         pipe = self.r.pipeline(transaction=True)
         if present:
             # A run of negative counts takes the documents out of the frequencies.
