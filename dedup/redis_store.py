@@ -189,7 +189,7 @@ class RedisStore(Store):
                 for keys, wanted in zip(band_keys, buckets, strict=True)
             ],
             dtype=np.int64,
-        ).reshape(len(buckets), live.size)
+        )
         owners, mates = _shared_buckets(
             live,
             which,
