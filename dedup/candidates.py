@@ -25,7 +25,7 @@ from datasketch import MinHashLSH
 
 from dedup.errors import ConfigError
 from dedup.shingle import fmix32
-from dedup.signature import EMPTY, to_minhash
+from dedup.signature import EMPTY, signed, to_minhash
 
 
 def collision_probability(similarity: np.ndarray | float, bands: int, rows: int):
@@ -211,7 +211,7 @@ def _first_band_blocks(
     window: np.ndarray,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     n = signatures.shape[0]
-    live = np.flatnonzero(~np.all(signatures == EMPTY, axis=1))
+    live = np.flatnonzero(signed(signatures))
     if live.size < 2:  # no pair to find (a single-document query, say): skip the bands
         return
     if window.size:  # rows of live documents only, as the keys are
@@ -397,7 +397,7 @@ def reference_bounded_pairs(
     """
     n, num_perm = signatures.shape
     _check_banding(bands, rows, num_perm)
-    live = np.flatnonzero(~np.all(signatures == EMPTY, axis=1))
+    live = np.flatnonzero(signed(signatures))
     keys = band_keys(signatures[live], bands, rows)
     found: list[np.ndarray] = [np.empty(0, dtype=np.int64)]
     for band in range(bands):

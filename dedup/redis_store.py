@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 
-from dedup.signature import EMPTY
+from dedup.signature import signed
 from dedup.stores import (
     FORMAT_NAME,
     SCHEMA_VERSION,
@@ -162,7 +162,7 @@ class RedisStore(Store):
         reach: np.ndarray | None = None,
     ) -> Candidates:
         # Every candidate, dates aside: the index's own date filter drops the rest.
-        live = np.flatnonzero(~np.all(signatures == EMPTY, axis=1))
+        live = np.flatnonzero(signed(signatures))
         band_keys = self._band_keys(signatures[live])
         # Every band's buckets in one round trip, not one a band, each fetched once
         # however many new documents share it. Not a transaction, which would hold
@@ -347,8 +347,8 @@ class RedisStore(Store):
         # commits are filtered out by known(), and replaced if the id comes again.
         keys = [d.id.encode() for d in batch.documents]
         self._remove_lsh(keys)  # left by a batch that never committed
-        signed = ~np.all(batch.signatures == EMPTY, axis=1)  # an empty one has no buckets
-        self._insert_lsh(list(compress(keys, signed)), batch.signatures[signed])
+        live = signed(batch.signatures)  # an empty one has no buckets
+        self._insert_lsh(list(compress(keys, live)), batch.signatures[live])
         pipe = self.r.pipeline(transaction=True)
         for d in batch.documents:
             info = {

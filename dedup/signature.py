@@ -27,6 +27,12 @@ _CHUNK_SHINGLES = 1 << 16
 _MIN_THREAD_SHINGLES = 1 << 14
 
 
+def signed(signatures: np.ndarray) -> np.ndarray:
+    """Which rows of ``signatures`` sign something: an empty set's row is all ``EMPTY``
+    and falls in no bucket."""
+    return ~np.all(signatures == EMPTY, axis=1)
+
+
 def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """The affine permutations ``(a, b)`` datasketch's "affine32" scheme draws for ``seed``."""
     if not isinstance(num_perm, int) or num_perm < 1:

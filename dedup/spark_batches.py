@@ -23,7 +23,7 @@ from dedup.linkage import average_linkage
 from dedup.params import Params
 from dedup.records import parse_published
 from dedup.shingle import fmix32
-from dedup.signature import EMPTY, signatures
+from dedup.signature import signatures, signed
 from dedup.vectors import (
     DocumentFrequencies,
     length_weights,
@@ -194,7 +194,7 @@ def band_batches(
         flat = values.to_numpy(zero_copy_only=False)
         num_perm = int(offsets[1] - offsets[0]) if index.size else 1
         sigs = flat[offsets[0] : offsets[-1]].astype(np.uint32).reshape(index.size, num_perm)
-        live = ~np.all(sigs == EMPTY, axis=1)
+        live = signed(sigs)
         index, sigs = index[live], sigs[live]
         keys = band_keys(sigs, bands, rows).view(np.int64)
         band = np.tile(np.arange(bands, dtype=np.int64), index.size)

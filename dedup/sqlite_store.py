@@ -22,7 +22,7 @@ import numpy as np
 from dedup.band_index import BandRun, BandRuns, DateWindow, merge_plan, run_limit
 from dedup.candidates import band_keys
 from dedup.errors import DedupError
-from dedup.signature import EMPTY
+from dedup.signature import signed
 from dedup.stores import (
     FORMAT_NAME,
     SCHEMA_VERSION,
@@ -194,7 +194,7 @@ class SQLiteStore(Store):
 
     def _keys(self, signatures: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Live rows and their bucket keys (:func:`dedup.candidates.band_keys`) as int64."""
-        live = np.flatnonzero(~np.all(signatures == EMPTY, axis=1))
+        live = np.flatnonzero(signed(signatures))
         keys = band_keys(signatures[live], self.bands, self.rows).view(np.int64)
         return live, keys
 

@@ -17,6 +17,7 @@ from dedup.signature import (
     permutations,
     reference_signature,
     signatures,
+    signed,
     to_minhash,
 )
 
@@ -78,6 +79,9 @@ def test_empty_sets_are_all_ones():
     assert not np.all(got[1] == EMPTY)
     np.testing.assert_array_equal(got[0], MinHash(num_perm=32, seed=1).hashvalues)
     np.testing.assert_array_equal(got[0], reference_signature(np.empty(0, np.uint32), 32, 1))
+    # One hash equal to EMPTY by chance does not make a row empty.
+    got[1, 0] = EMPTY
+    assert signed(got).tolist() == [False, True]
 
 
 def test_no_documents():
