@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from numba.typed import List
 
 from dedup import band_index
 from dedup.band_index import (
@@ -104,6 +105,22 @@ def test_merged_runs_give_the_same_candidates(case):
     assert pairs_of(*merged.candidates(queries, max_bucket, min_bands)) == pairs_of(
         *separate.candidates(queries, max_bucket, min_bands)
     )
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    keys=st.lists(st.integers(0, 2**64 - 1), max_size=400),
+    known=st.lists(st.integers(0, 399), max_size=30),
+    unknown=st.lists(st.integers(0, 2**64 - 1), max_size=30),
+)
+def test_bucket_bounds_equal_a_binary_search(keys, known, unknown):
+    # Long runs of distinct keys and few rows: long gallops, as a query makes.
+    run = np.sort(np.array(keys, dtype=np.uint64))
+    wanted = [int(run[k % run.size]) for k in known] if run.size else []
+    query = np.array(wanted + unknown, dtype=np.uint64).reshape(-1, 1)
+    bounds = band_index._bucket_bounds(List([run.reshape(1, -1)]), query)
+    np.testing.assert_array_equal(bounds[0, 0, :, 0], np.searchsorted(run, query[:, 0], "left"))
+    np.testing.assert_array_equal(bounds[0, 1, :, 0], np.searchsorted(run, query[:, 0], "right"))
 
 
 def test_a_bucket_over_the_bound_gives_its_latest_documents():
